@@ -1,0 +1,91 @@
+"""Timing helpers shared by the benchmarks: device sync, best-of timing, GEMM throughput.
+
+Every number here is wall-clock time around work that has been synchronised with the
+device, so CUDA timings include the kernels and not just their launch.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def default_threads() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:  # the model name is more telling than "x86_64"
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu ({cpu})"
+
+
+def best_time(fn: Callable[[], object], device: torch.device, reps: int) -> float:
+    """Shortest of `reps` synchronised calls of fn, in seconds (after one untimed call)."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def square_gemm_gflops(n: int, device: torch.device, dtype: torch.dtype, reps: int = 5) -> float:
+    """Throughput of one n x n x n matmul in GFLOP/s (2 n^3 FLOPs), best of `reps`."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(device, dtype)
+    b = torch.randn(n, n, generator=gen).to(device, dtype)
+    return 2 * n**3 / best_time(lambda: a @ b, device, reps) / 1e9
+
+
+def linear_gemms(rows: int, fan_in: int, fan_out: int, device, dtype) -> list[Callable[[], object]]:
+    """The three GEMMs of one nn.Linear in a training step, with the layouts autograd uses:
+    forward x W^T, input gradient dY W, weight gradient dY^T x. Each is 2*rows*fan_in*fan_out FLOPs."""
+    x = torch.randn(rows, fan_in, device=device, dtype=dtype)
+    w = torch.randn(fan_out, fan_in, device=device, dtype=dtype)
+    dy = torch.randn(rows, fan_out, device=device, dtype=dtype)
+    return [lambda: x @ w.t(), lambda: dy @ w, lambda: dy.t() @ x]
+
+
+def model_shaped_gflops(
+    shapes: list[tuple[int, int, int, int]], device: torch.device, dtype: torch.dtype, reps: int = 3
+) -> float:
+    """FLOP-weighted GEMM throughput over (count, rows, fan_in, fan_out) linear layers, in GFLOP/s:
+    total FLOPs of one training step's linear layers / the sum of their best-of-`reps` times."""
+    flops = seconds = 0.0
+    for count, rows, fan_in, fan_out in shapes:
+        for gemm in linear_gemms(rows, fan_in, fan_out, device, dtype):
+            flops += count * 2.0 * rows * fan_in * fan_out
+            seconds += count * best_time(gemm, device, reps)
+    return flops / seconds / 1e9
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how much the rounds disagree, as a fraction."""
+    return (max(values) - min(values)) / statistics.median(values)

@@ -1,0 +1,337 @@
+#!/usr/bin/env python
+"""Training throughput of actlab's GPT against Hugging Face GPT-2 and a plain reference GPT.
+
+Every implementation trains on the same pre-generated random token batches, one full step
+at a time: forward, cross-entropy, backward, clip the global grad norm to 1.0, AdamW step,
+zero_grad. The timing is interleaved: each round times a block of steps of every
+implementation in turn (the order rotates between rounds), and the reported step time is
+the median over rounds, so drift in a noisy machine's speed hits all competitors alike.
+Compare implementations through the ratios; absolute tokens/s depend on the machine.
+
+MFU uses the PaLM (Chowdhery et al. 2022, appendix B) count per token, forward plus
+backward: 6 N + 12 L C T, with N the parameters outside the position table (the tied
+token embedding is counted, since it is the output head's matmul) and the attention
+term counted non-causally (the full T x T score matrix, as PaLM does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    default_threads, device_name, model_shaped_gflops, spread, square_gemm_gflops, sync,
+)
+
+try:
+    from actlab.config import ModelConfig, TrainConfig
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from actlab.config import ModelConfig, TrainConfig
+from actlab.model import GPT  # noqa: E402
+from actlab.train import make_optimizer  # noqa: E402
+
+VOCAB = 96  # a character-level vocabulary
+SIZES = {  # layers, width, heads, context, batch; steps per implementation per round, warmup
+    "S": dict(n_layer=4, n_embd=128, n_head=4, block_size=128, batch=16, steps=6, warmup=2),
+    "M": dict(n_layer=6, n_embd=384, n_head=6, block_size=256, batch=8, steps=1, warmup=1),
+}
+OPT = dict(lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)  # TrainConfig's defaults
+IMPLS = ("actlab", "hf_gelu_new", "hf_gelu_pytorch_tanh", "reference")
+EXTRA_IMPLS = ("actlab_gelu",)  # actlab with the exact erf GELU, on request
+N_BATCHES = 4  # distinct batches, cycled: enough that no step sees the previous step's data
+
+
+class RefBlock(nn.Module):
+    """Pre-LN block written the straightforward way: fused QKV, SDPA, tanh-GELU MLP."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.c_attn = nn.Linear(width, 3 * width)
+        self.c_proj = nn.Linear(width, width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = self.c_attn(self.ln_1(x)).view(B, T, 3, self.heads, C // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, head_size)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp(self.ln_2(x))
+
+
+class RefGPT(nn.Module):
+    def __init__(self, vocab: int, context: int, layers: int, width: int, heads: int):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, width), nn.Embedding(context, width)
+        self.blocks = nn.ModuleList(RefBlock(width, heads) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab, bias=False)
+        self.head.weight = self.wte.weight  # tied embeddings
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
+
+
+def decay_groups(model: nn.Module) -> list[dict]:
+    params = list(model.parameters())  # tied weights appear once
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": OPT["weight_decay"]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def build(impl: str, size: dict, device: torch.device):
+    """(loss_fn(x, y), model, optimizer) for one implementation, seeded identically."""
+    torch.manual_seed(0)
+    L, C, H, T = size["n_layer"], size["n_embd"], size["n_head"], size["block_size"]
+    if impl.startswith("actlab"):
+        act = "gelu" if impl == "actlab_gelu" else "gelu_tanh"
+        cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, act=act)
+        model = GPT(cfg).to(device)
+        tcfg = TrainConfig(model=cfg, lr=OPT["lr"], beta1=OPT["betas"][0], beta2=OPT["betas"][1],
+                           weight_decay=OPT["weight_decay"])
+        return (lambda x, y: model(x, y)[1]), model, make_optimizer(model, tcfg)
+    if impl.startswith("hf_"):
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hcfg = GPT2Config(
+            vocab_size=VOCAB, n_positions=T, n_embd=C, n_layer=L, n_head=H,
+            activation_function=impl[3:], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            bos_token_id=None, eos_token_id=None, use_cache=False, attn_implementation="sdpa",
+        )
+        model = GPT2LMHeadModel(hcfg).to(device)
+
+        def loss_fn(x, y):
+            logits = model(input_ids=x, use_cache=False).logits
+            return F.cross_entropy(logits.view(-1, VOCAB).float(), y.view(-1))
+    else:
+        model = RefGPT(VOCAB, T, L, C, H).to(device)
+        loss_fn = model
+    model.train()
+    return loss_fn, model, torch.optim.AdamW(decay_groups(model), lr=OPT["lr"], betas=OPT["betas"])
+
+
+class Runner:
+    """One implementation's training state and its private position in the shared batches."""
+
+    def __init__(self, impl, size, batches, device, amp):
+        self.name, self.batches, self.device, self.amp = impl, batches, device, amp
+        self.loss_fn, self.model, self.opt = build(impl, size, device)
+        self.params = list(self.model.parameters())
+        self.step_idx, self.step_times = 0, []
+
+    def step(self) -> None:
+        x, y = self.batches[self.step_idx % len(self.batches)]
+        self.step_idx += 1
+        with self.amp():
+            loss = self.loss_fn(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+    def first_loss(self) -> float:
+        with torch.no_grad(), self.amp():
+            return self.loss_fn(*self.batches[0]).item()
+
+    def timed_block(self, k: int) -> None:
+        sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            self.step()
+        sync(self.device)
+        self.step_times.append((time.perf_counter() - t0) / k)
+
+
+def linear_shapes(size: dict) -> list[tuple[int, int, int, int]]:
+    """(count, rows, fan_in, fan_out) of every linear layer in one step: per block QKV,
+    attention out, MLP up, MLP down; then the output head."""
+    rows, C, L = size["batch"] * size["block_size"], size["n_embd"], size["n_layer"]
+    return [(L, rows, C, 3 * C), (L, rows, C, C), (L, rows, C, 4 * C), (L, rows, 4 * C, C),
+            (1, rows, C, VOCAB)]
+
+
+def bench_size(name, size, impls, args, device, amp, gemm) -> dict:
+    gen = torch.Generator().manual_seed(1234)
+    B, T = size["batch"], size["block_size"]
+    batches = []
+    for _ in range(N_BATCHES):
+        tok = torch.randint(0, VOCAB, (B, T + 1), generator=gen).to(device)
+        batches.append((tok[:, :-1].contiguous(), tok[:, 1:].contiguous()))
+    runners = [Runner(i, size, batches, device, amp) for i in impls]
+
+    # A broken model must not post a fast number: the untrained loss is close to ln(vocab).
+    first = {r.name: r.first_loss() for r in runners}
+    for impl, loss in first.items():
+        if not (math.isfinite(loss) and abs(loss - math.log(VOCAB)) < 0.5):
+            raise SystemExit(f"{name}/{impl}: first-batch loss {loss:.3f}, expected about "
+                             f"ln({VOCAB}) = {math.log(VOCAB):.3f}; not timing a broken model")
+
+    steps, warmup = args.steps or size["steps"], size["warmup"] if args.warmup is None else args.warmup
+    for r in runners:
+        for _ in range(warmup):
+            r.step()
+    for rnd in range(args.rounds):
+        for j in range(len(runners)):  # rotate the order so no implementation always goes first
+            runners[(j + rnd) % len(runners)].timed_block(steps)
+
+    actlab_model = next((r.model for r in runners if r.name == "actlab"), None)
+    if actlab_model is None:
+        actlab_model = GPT(ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=size["n_layer"],
+                                       n_head=size["n_head"], n_embd=size["n_embd"], act="gelu_tanh"))
+    n_params = actlab_model.num_params(non_embedding=True)  # includes the tied head, not wpe
+    flops_per_token = 6 * n_params + 12 * size["n_layer"] * size["n_embd"] * T
+    tokens = B * T
+    rows = {}
+    for r in runners:
+        sec = statistics.median(r.step_times)
+        tps = tokens / sec
+        rows[r.name] = dict(tokens_per_s=tps, ms_per_step=1e3 * sec, spread=spread(r.step_times),
+                            first_loss=first[r.name],
+                            mfu=tps * flops_per_token / (gemm["square"] * 1e9),
+                            mfu_vs_model_shaped=tps * flops_per_token / (gemm[f"model_shaped_{name}"] * 1e9))
+    tps = {k: v["tokens_per_s"] for k, v in rows.items()}
+    ours = tps.get("actlab")
+    hf = tps.get("hf_gelu_pytorch_tanh")
+    ref = tps.get("reference")
+    return dict(
+        config=dict(n_layer=size["n_layer"], n_embd=size["n_embd"], n_head=size["n_head"],
+                    block_size=T, batch=B, vocab=VOCAB),
+        rounds=args.rounds, steps_per_round=steps, warmup=warmup,
+        n_params=n_params, flops_per_token=flops_per_token,
+        tokens_per_s=tps,
+        ratio_vs_hf=ours / hf if ours and hf else None,
+        ratio_vs_reference=ours / ref if ours and ref else None,
+        mfu=rows["actlab"]["mfu"] if ours else None,
+        mfu_vs_model_shaped=rows["actlab"]["mfu_vs_model_shaped"] if ours else None,
+        detail=rows,
+    )
+
+
+def print_size(name: str, res: dict) -> None:
+    c = res["config"]
+    print(f"\nsize {name}: {c['n_layer']} layers, width {c['n_embd']}, {c['n_head']} heads, "
+          f"context {c['block_size']}, batch {c['batch']}, vocab {c['vocab']}; "
+          f"N = {res['n_params'] / 1e6:.2f}M, {res['flops_per_token'] / 1e6:.1f} MFLOP/token")
+    print(f"  {res['rounds']} rounds x {res['steps_per_round']} timed steps per implementation "
+          f"(after {res['warmup']} warmup); median step time over rounds")
+    print(f"  {'implementation':<22}{'tokens/s':>10}{'ms/step':>10}{'spread':>8}"
+          f"{'MFU sq':>8}{'MFU shp':>9}{'loss0':>8}")
+    for impl, d in res["detail"].items():
+        print(f"  {impl:<22}{d['tokens_per_s']:>10,.0f}{d['ms_per_step']:>10.1f}"
+              f"{d['spread']:>8.1%}{d['mfu']:>8.1%}{d['mfu_vs_model_shaped']:>9.1%}{d['first_loss']:>8.3f}")
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"  ratio_vs_hf = {fmt(res['ratio_vs_hf'])} (actlab / hf_gelu_pytorch_tanh)   "
+          f"ratio_vs_reference = {fmt(res['ratio_vs_reference'])} (actlab / reference)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Training-step throughput (tokens/s) of actlab's GPT vs Hugging Face GPT-2 "
+        "and a plain reference GPT, interleaved on identical batches, plus fp32/bf16 GEMM "
+        "throughput (GFLOP/s) and MFU. Sizes: S = 4 layers x 128 wide, 4 heads, context 128, "
+        "batch 16; M = 6 x 384, 6 heads, context 256, batch 8; vocabulary 96 for both.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--sizes", default="S,M", help="comma-separated sizes to run, from S and M")
+    p.add_argument("--steps", type=int, default=0,
+                   help="timed training steps per implementation per round; 0 = per-size default "
+                   + ", ".join(f"{k}: {v['steps']}" for k, v in SIZES.items()))
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; step time is their median")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps per implementation before the rounds (default per size: "
+                   + ", ".join(f"{k}: {v['warmup']}" for k, v in SIZES.items()) + ")")
+    p.add_argument("--impls", default=",".join(IMPLS),
+                   help=f"implementations to time, from {', '.join(IMPLS + EXTRA_IMPLS)}")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16 = autocast on CUDA (GEMM peaks are then measured in bf16)")
+    p.add_argument("--threads", type=int, default=default_threads(),
+                   help="torch intra-op threads (default: the cores this process may use)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    args = p.parse_args(argv)
+    args.sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
+    args.impls = [s.strip() for s in args.impls.split(",") if s.strip()]
+    if bad := [s for s in args.sizes if s not in SIZES]:
+        p.error(f"unknown size(s) {bad}; choose from {', '.join(SIZES)}")
+    if bad := [i for i in args.impls if i not in IMPLS + EXTRA_IMPLS]:
+        p.error(f"unknown implementation(s) {bad}")
+    if args.dtype == "bfloat16" and args.device != "cuda":
+        p.error("--dtype bfloat16 needs --device cuda (CPU training stays float32)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda, but torch sees no CUDA device")
+    if min(args.rounds, args.threads) < 1 or args.steps < 0 or (args.warmup or 0) < 0:
+        p.error("--rounds and --threads must be >= 1; --steps and --warmup >= 0")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, for GEMM and model alike
+    bf16 = args.dtype == "bfloat16"
+    gemm_dtype = torch.bfloat16 if bf16 else torch.float32
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    impls = list(args.impls)
+    if any(i.startswith("hf_") for i in impls):
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            print("transformers is not installed: skipping the hf_* implementations", file=sys.stderr)
+            impls = [i for i in impls if not i.startswith("hf_")]
+
+    t_start = time.perf_counter()
+    n = 8192 if device.type == "cuda" else 2048
+    gemm = {"square": square_gemm_gflops(n, device, gemm_dtype)}
+    for name in args.sizes:
+        gemm[f"model_shaped_{name}"] = model_shaped_gflops(linear_shapes(SIZES[name]), device, gemm_dtype)
+    result = {
+        "device": device_name(device), "threads": args.threads, "torch": torch.__version__,
+        "dtype": args.dtype, "gemm_gflops": gemm, "gemm_square_n": n,
+        "sizes": {name: bench_size(name, SIZES[name], impls, args, device, amp, gemm)
+                  for name in args.sizes},
+    }
+    result["seconds"] = time.perf_counter() - t_start
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return result
+    print(f"device {result['device']}, {args.threads} threads, torch {torch.__version__}, {args.dtype}")
+    shaped = ", ".join(f"{k[-1]} {v:.1f}" for k, v in gemm.items() if k.startswith("model_shaped"))
+    print(f"GEMM {args.dtype}: square {n}^3 {gemm['square']:.1f} GFLOP/s (best of 5); "
+          f"model-shaped linear layers (fwd + both bwd GEMMs): {shaped} GFLOP/s")
+    print("MFU = (6 N + 12 L C T) FLOPs/token x tokens/s / GEMM throughput (attention counted "
+          "non-causally); 'MFU sq' against the square GEMM, 'MFU shp' against the model-shaped one")
+    for name, res in result["sizes"].items():
+        print_size(name, res)
+    print(f"\ntotal {result['seconds']:.0f} s")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The article's claims, quoted exactly, with the study that tests each.
+
+The quotes come from "Why Sigmoid Isn't Used in GPT/LLM Models" (the explainer this lab
+audits). Decision rules live in the study modules beside the code that measures them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    title: str
+    quote: str
+    study: str
+
+
+CLAIMS = {
+    "C1": Claim(
+        "C1", "Vanishing gradients",
+        "Its derivative is \\(\\sigma'(x) = \\sigma(x)(1 - \\sigma(x))\\), which approaches 0 in these "
+        "regions. During backpropagation, this causes gradients to \"vanish\" (become tiny), stalling "
+        "learning in deep layers.",
+        "vanishing",
+    ),
+    "C2": Claim(
+        "C2", "Non-zero-centred outputs",
+        "Sigmoid always outputs positive values (0 to 1), which biases weight updates during "
+        "optimization. This leads to \"zig-zag\" gradient descent paths, slowing convergence compared "
+        "to zero-centered functions like tanh or GELU.",
+        "centering",
+    ),
+    "C3": Claim(
+        "C3", "Empirical underperformance",
+        "Extensive experiments show sigmoid lags behind modern activations in NLP tasks.",
+        "convergence",
+    ),
+    "C4": Claim(
+        "C4", "Output layer needs softmax",
+        "Sigmoid would work for binary decisions but fails for multi-class vocabularies (e.g., 50k+ "
+        "tokens), as outputs don't sum to 1, leading to unstable probabilities.",
+        "output-head",
+    ),
+    "C5": Claim(
+        "C5", "Sigmoid survives only in gates",
+        "Rarely in hidden layers of LLMs, but occasionally in specialized spots like binary gates or "
+        "older RNNs/LSTMs (pre-transformer era).",
+        "gates",
+    ),
+}

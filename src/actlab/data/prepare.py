@@ -1,0 +1,45 @@
+"""One call from a corpus path to train/validation token tensors."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from actlab.data.batching import check_length
+from actlab.data.corpus import corpus_hash, load_corpus
+from actlab.data.tokenizer import KINDS, Tokenizer, build_tokenizer, encode_array
+from actlab.errors import ActlabError
+
+
+@dataclass
+class DataBundle:
+    name: str               # corpus name: "shakespeare", a file name or a folder name
+    text_hash: str          # corpus_hash of the whole text (before the split)
+    tokenizer: Tokenizer
+    train_ids: torch.Tensor  # int64, 1-D
+    val_ids: torch.Tensor    # int64, 1-D
+    vocab_size: int         # tokenizer.vocab_size
+
+
+def prepare(path: str | os.PathLike | None, tokenizer_kind: str, block_size: int,
+            vocab_size: int = 1024, val_fraction: float = 0.1,
+            cache_dir: str | os.PathLike | None = None) -> DataBundle:
+    """Load the corpus, split its text (first ``1 - val_fraction`` of the characters for
+    training, the rest for validation), build the tokenizer on the training text only,
+    encode both parts and check that each holds at least one context."""
+    if tokenizer_kind not in KINDS:
+        raise ActlabError(f"unknown tokenizer {tokenizer_kind!r}; valid kinds: {', '.join(KINDS)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ActlabError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+    text, name = load_corpus(path)
+    cut = int(len(text) * (1.0 - val_fraction))
+    train_text, val_text = text[:cut], text[cut:]
+    tok = build_tokenizer(tokenizer_kind, train_text, vocab_size=vocab_size, cache_dir=cache_dir)
+    train_ids = torch.from_numpy(encode_array(tok, train_text))
+    val_ids = torch.from_numpy(encode_array(tok, val_text))
+    where = "the bundled corpus" if path is None else str(path)
+    check_length(train_ids, block_size, f"{where}: training split")
+    check_length(val_ids, block_size, f"{where}: validation split")
+    return DataBundle(name=name, text_hash=corpus_hash(text), tokenizer=tok,
+                      train_ids=train_ids, val_ids=val_ids, vocab_size=tok.vocab_size)

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny sizes so every test runs in seconds on a 2-core CPU."""
+
+import pytest
+import torch
+
+from actlab.config import ModelConfig, TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _two_threads():
+    # Fixed thread count: CPU reductions are bitwise reproducible for a given count.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(**kw) -> ModelConfig:
+    base = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def tiny_train(**kw) -> TrainConfig:
+    model_kw = {k: kw.pop(k) for k in list(kw) if k in ModelConfig.__dataclass_fields__}
+    base = dict(steps=30, batch_size=8, eval_every=10, eval_batches=2, warmup_steps=5, lr=3e-3,
+                device="cpu", threads=2)
+    base.update(kw)
+    return TrainConfig(model=tiny_model(**model_kw), **base)
