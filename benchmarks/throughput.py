@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -306,6 +307,10 @@ def main(argv=None) -> dict:
             print("transformers is not installed: skipping the hf_* implementations", file=sys.stderr)
             impls = [i for i in impls if not i.startswith("hf_")]
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if device.type == "cpu" and load is not None and load > 0.5:
+        print(f"note: 1-minute load average is {load:.1f} before starting; other processes share "
+              "the cores, so trust the ratios more than the absolute numbers", file=sys.stderr)
     t_start = time.perf_counter()
     n = 8192 if device.type == "cuda" else 2048
     gemm = {"square": square_gemm_gflops(n, device, gemm_dtype)}
@@ -313,7 +318,7 @@ def main(argv=None) -> dict:
         gemm[f"model_shaped_{name}"] = model_shaped_gflops(linear_shapes(SIZES[name]), device, gemm_dtype)
     result = {
         "device": device_name(device), "threads": args.threads, "torch": torch.__version__,
-        "dtype": args.dtype, "gemm_gflops": gemm, "gemm_square_n": n,
+        "dtype": args.dtype, "load_avg_1min": load, "gemm_gflops": gemm, "gemm_square_n": n,
         "sizes": {name: bench_size(name, SIZES[name], impls, args, device, amp, gemm)
                   for name in args.sizes},
     }

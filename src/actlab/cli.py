@@ -161,6 +161,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- actlab study --------------------------------------------------------------------
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from actlab.studies.base import check_preset, get_study, write_verdict
+
+    study = get_study(args.name)
+    preset = check_preset(args.preset)
+    out = Path(args.out or f"results/{study.name}-{preset}")
+    t0 = time.perf_counter()
+    verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty())
+    verdict.seconds = round(time.perf_counter() - t0, 2)
+    path = write_verdict(verdict, out)
+    print(f"{verdict.claim} {study.name} [{preset}]: {verdict.verdict}")
+    if verdict.summary:
+        print(f"  {verdict.summary}")
+    print(f"  rule: {verdict.rule}")
+    for caveat in verdict.caveats:
+        print(f"  caveat: {caveat}")
+    print(f"  {verdict.seconds:.1f} s; verdict: {path}; figures: {out / 'figures'}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -177,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one GPT and write config.json, env.json, metrics.jsonl and model.safetensors to --out.")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
+
+    from actlab.studies.base import PRESETS
+
+    p = sub.add_parser("study", help="run one claim's study: stored runs, a verdict, figures",
+                       description="Run one study (vanishing, centering, ...) and write DIR/verdict.json, "
+                                   "DIR/figures/*.png and DIR/runs.sqlite. Finished runs are reused on re-run.")
+    p.add_argument("name", help="study name, e.g. vanishing or centering")
+    p.add_argument("--preset", default="quick", choices=PRESETS,
+                   help="smoke: seconds (tests); quick: minutes on a laptop CPU; full: a GPU (default: quick)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
     return parser
 
 

@@ -1,9 +1,9 @@
 """The activation registry: every activation actlab can train with, by name, formula or import path.
 
-    >>> from actlab.activations import get, get_spec, measure
-    >>> get("swiglu")                       # a fresh module on every call
-    >>> get_spec("x * sigmoid(1.702 * x)")  # a formula in x, parsed safely
-    >>> measure("sigmoid")["max_abs_grad"]  # 0.25
+    from actlab.activations import get, get_spec, measure
+    get("swiglu")                       # a fresh module on every call
+    get_spec("x * sigmoid(1.702 * x)")  # a formula in x, parsed safely
+    measure("sigmoid")["max_abs_grad"]  # 0.25
 
 Add your own with the decorator:
 

@@ -1,8 +1,8 @@
 """Activations written as a small formula in x, e.g. "x * sigmoid(1.702 * x)".
 
 The text is parsed with Python's `ast` and every node is checked against a short allow-list before
-it is turned into a tree of closures over torch ops. Nothing is ever passed to eval, exec or
-compile, so a formula can only compute arithmetic on the tensor x.
+it is turned into a tree of closures over torch ops. The text is never evaluated (no eval, exec
+or bytecode), so a formula can only compute arithmetic on the tensor x.
 """
 from __future__ import annotations
 
