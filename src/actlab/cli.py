@@ -98,12 +98,13 @@ TRAIN_FLAGS = {
     "warmup": "warmup_steps", "optimizer": "optimizer", "grad_clip": "grad_clip",
     "eval_every": "eval_every", "eval_batches": "eval_batches", "n_layer": "n_layer",
     "n_head": "n_head", "n_embd": "n_embd", "block_size": "block_size", "norm": "norm",
+    "attention": "attention", "head": "head", "no_residual": "residual",
     "device": "device", "dtype": "dtype", "threads": "threads",
 }
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from actlab.config import DEVICES, DTYPES, NORMS, OPTIMIZERS, TOKENIZERS
+    from actlab.config import ATTENTIONS, DEVICES, DTYPES, HEADS, NORMS, OPTIMIZERS, TOKENIZERS
 
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="a .txt file or a folder of .txt files (default: the bundled Shakespeare corpus)")
@@ -116,6 +117,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-embd", type=_positive_int, metavar="N", help="model width in channels (default: 128)")
     g.add_argument("--block-size", type=_positive_int, metavar="T", help="context length in tokens (default: 128)")
     g.add_argument("--norm", choices=NORMS, help="normalisation layer (default: layernorm)")
+    g.add_argument("--attention", choices=ATTENTIONS, help="softmax | softmax_gated (sigmoid output gate, Qwen 2025) | sigmoid (bias -log n, Apple 2024) | sigmoid_nobias (default: softmax)")
+    g.add_argument("--head", choices=HEADS, help="output head: softmax + cross-entropy | sigmoid + binary cross-entropy (default: softmax)")
+    g.add_argument("--no-residual", action="store_const", const=False, default=None, help="remove the residual connections (the textbook vanishing-gradient ablation)")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=_positive_int, metavar="N", help="optimizer steps (default: 200)")
     g.add_argument("--batch-size", type=_positive_int, metavar="B", help="sequences per step; tokens/step = B x block size (default: 16)")

@@ -16,10 +16,9 @@ from typing import Any
 from actlab.errors import ActlabError
 
 NORMS = ("layernorm", "rmsnorm")
-# Attention and output-head variants. Only the softmax forms exist today; the names are
-# the extension points for sigmoid attention, a sigmoid output gate and a sigmoid head.
-ATTENTIONS = ("softmax",)
-HEADS = ("softmax",)
+# Attention score normalisers (see model.CausalSelfAttention) and output heads.
+ATTENTIONS = ("softmax", "softmax_gated", "sigmoid", "sigmoid_nobias")
+HEADS = ("softmax", "sigmoid")  # softmax + cross-entropy | independent sigmoids + BCE
 OPTIMIZERS = ("adamw", "sgd")
 TOKENIZERS = ("char", "byte", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -26,13 +26,26 @@ def make_norm(config: ModelConfig) -> nn.Module:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal softmax attention through the fused SDPA kernel."""
+    """Multi-head causal attention. `config.attention` picks the score normaliser:
+
+    softmax        softmax(QK^T/sqrt(d)) through the fused SDPA kernel (GPT-2);
+    softmax_gated  the same, times a head-specific elementwise sigmoid gate computed from the
+                   block input, sigma(x W_g), applied before c_proj (Qiu et al. 2025, "Gated
+                   Attention for Large Language Models", the G1 position used by Qwen3-Next);
+    sigmoid        sigma(QK^T/sqrt(d) + b) with b = -log(n), n = the number of positions the
+                   query attends to (Ramapuram et al. 2024, "Theory, Analysis, and Best
+                   Practices for Sigmoid Self-Attention"): each row then starts near a mean;
+    sigmoid_nobias the same without b (the ablation that shows why the bias is there).
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
+        self.kind = config.attention
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        if self.kind == "softmax_gated":
+            self.c_gate = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,9 +56,28 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        if self.kind.startswith("sigmoid"):
+            y = sigmoid_attention(q, k, v, bias=self.kind == "sigmoid")
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads
+        if self.kind == "softmax_gated":
+            # one gate per channel, so per head: a head can switch itself off for a token
+            y = y * torch.sigmoid(self.c_gate(x))
         return self.c_proj(y)
+
+
+def sigmoid_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: bool) -> torch.Tensor:
+    """Causal sigma(QK^T/sqrt(d) + b) V; with `bias`, b = -log(i + 1) on query row i, the
+    number of keys that row sees. Rows are not normalised: that is the point of the variant."""
+    T, hs = q.size(-2), q.size(-1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+    if bias:
+        n = torch.arange(1, T + 1, device=q.device, dtype=scores.dtype)
+        scores = scores - torch.log(n).view(T, 1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    weights = torch.sigmoid(scores).masked_fill(~causal, 0.0)
+    return weights @ v
 
 
 def mlp_hidden(config: ModelConfig, gated: bool) -> int:
@@ -120,6 +152,12 @@ class GPT(nn.Module):
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.head == "sigmoid":
+            # Independent sigmoids start at p = 1/2 per token, i.e. an expected sum of V/2.
+            # A shared learnable logit bias initialised at -log(V - 1) makes each p start at
+            # 1/V instead (the prior-bias init of Lin et al. 2017; SigLIP, Zhai et al. 2023,
+            # learns such a bias for the same reason).
+            self.head_bias = nn.Parameter(torch.tensor(-math.log(max(config.vocab_size - 1, 1))))
         # Tied input/output embeddings (Press & Wolf 2017), as in GPT-2.
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
@@ -154,7 +192,24 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        if self.config.head == "sigmoid":
+            logits = logits + self.head_bias
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1))
-        return logits, loss
+        flat = logits.view(-1, logits.size(-1)).float()
+        if self.config.head == "sigmoid":
+            return logits, sigmoid_head_loss(flat, targets.view(-1))
+        return logits, F.cross_entropy(flat, targets.view(-1))
+
+
+def sigmoid_head_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of V independent sigmoids against the one-hot target, summed over
+    the vocabulary and averaged over tokens.
+
+    Summing over V (not averaging) keeps the true token's term at weight 1, as in softmax
+    cross-entropy; averaging would scale its gradient by 1/V and starve learning as the
+    vocabulary grows. The V - 1 negative terms are the price of having no normaliser.
+    """
+    onehot = F.one_hot(targets, logits.size(-1)).to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+    return bce.sum(-1).mean()
