@@ -191,6 +191,70 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- actlab audit / report ------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from actlab.audit import AUDIT_STUDIES, run_audit
+
+    names = tuple(args.studies.split(",")) if args.studies else AUDIT_STUDIES
+    out = Path(args.out or f"results/audit-{args.preset}")
+    console = Console(stderr=True)
+
+    def on_done(name, verdict, seconds, error):
+        status = verdict.verdict if verdict else f"ERROR ({error})"
+        console.print(f"[bold]{name}[/bold] finished in {seconds:.0f} s: {status}")
+
+    meta = run_audit(args.preset, out, studies=names, progress=not args.quiet and sys.stderr.isatty(),
+                     on_done=on_done)
+    _print_verdict_table(out)
+    print(f"report: {meta['paths']['html']}  (also report.md, verdicts.json)")
+    failed = [n for n, m in meta["studies"].items() if m["error"]]
+    if failed:
+        print(f"actlab audit: error: {len(failed)} studies failed ({', '.join(failed)}); "
+              f"see {out}/<study>/error.txt; run the same command again to continue", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from actlab.report import render_report
+
+    paths = render_report(args.dir)
+    _print_verdict_table(args.dir)
+    print(f"report: {paths['html']}  (also report.md, verdicts.json)")
+    return 0
+
+
+def _print_verdict_table(out_dir) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from actlab.report.collect import collect
+    from actlab.report.render import _fmt_seconds, _verdict_rows
+
+    data = collect(out_dir)
+    colours = {"SUPPORTED": "green", "SUPPORTED WITH CAVEAT": "yellow", "NOT SUPPORTED": "red",
+               "INCONCLUSIVE": "blue"}
+    table = Table(box=box.SIMPLE_HEAD, title=f"verdicts ({data['meta'].get('preset')} preset)")
+    for col in ("claim", "study", "verdict", "evidence", "time"):
+        table.add_column(col, overflow="fold")
+    for r in _verdict_rows(data["studies"]):
+        colour = colours.get(r["verdict"], "magenta")
+        table.add_row(r["claim"], r["study"], f"[{colour}]{r['verdict']}[/{colour}]", str(r["summary"]),
+                      _fmt_seconds(r["seconds"]))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+    print(f"total wall time: {_fmt_seconds(data['meta'].get('seconds'))}")
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -219,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("audit", help="every claim of the article: run the studies, write the report",
+                       description="Run every study, apply each decision rule and write DIR/report.html "
+                                   "(self-contained), DIR/report.md and DIR/verdicts.json. Run it again "
+                                   "after an interruption: finished runs are reused.")
+    p.add_argument("--preset", default="quick", choices=PRESETS,
+                   help="smoke: about a minute; quick: about 10 minutes on 2 CPU cores; full: a GPU (default: quick)")
+    p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
+    p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("report", help="render the report of an audit folder again, running nothing")
+    p.add_argument("dir", metavar="DIR", help="an audit folder written by `actlab audit`")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -84,7 +84,8 @@ def register_study(name: str, claim: str):
             raise ValueError(f"study {name!r} registered twice")
         if claim not in CLAIMS:
             raise ValueError(f"unknown claim {claim!r}")
-        STUDIES[name] = Study(name, claim, fn, (fn.__doc__ or "").strip().splitlines()[0])
+        doc = (fn.__doc__ or "").strip()
+        STUDIES[name] = Study(name, claim, fn, doc.splitlines()[0] if doc else "")
         return fn
 
     return deco

@@ -1,0 +1,77 @@
+"""Gather what an audit folder holds into one plain dict for the templates."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from pathlib import Path
+
+from actlab.claims import CLAIMS
+from actlab.errors import ActlabError
+from actlab.store import Store
+from actlab.sweep import STORE_NAME
+
+VERDICT_CLASS = {
+    "SUPPORTED": "supported",
+    "SUPPORTED WITH CAVEAT": "caveat",
+    "NOT SUPPORTED": "refuted",
+    "INCONCLUSIVE": "inconclusive",
+}
+
+
+def _png_data_uri(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _runs_summary(study_dir: Path, study: str) -> dict:
+    """Run count, outcomes and the distinct configurations stored for one study."""
+    db = study_dir / STORE_NAME
+    if not db.is_file():
+        return {"n": 0, "outcomes": {}, "configs": []}
+    with Store(db) as store:
+        runs = store.runs()
+    outcomes = Counter(r["outcome"] or r["status"] for r in runs)
+    configs = [{"id": r["id"], "config": r["config"], "outcome": r["outcome"]} for r in runs]
+    return {"n": len(runs), "outcomes": dict(outcomes), "configs": configs}
+
+
+def _study_entry(study_dir: Path, name: str, timing: dict) -> dict:
+    path = study_dir / "verdict.json"
+    if not path.is_file():
+        return {"study": name, "missing": True, "error": timing.get("error"),
+                "seconds": timing.get("seconds")}
+    v = json.loads(path.read_text())
+    claim = CLAIMS.get(v.get("claim", ""))
+    figures = []
+    for rel in v.get("figures", []):
+        fig = study_dir / rel
+        figures.append({"name": Path(rel).stem.replace("_", " "), "path": f"{name}/{rel}",
+                        "data": _png_data_uri(fig)})
+    return {
+        **v,
+        "study": name,
+        "missing": False,
+        "title": claim.title if claim else v.get("claim", name),
+        "css": VERDICT_CLASS.get(v.get("verdict"), "inconclusive"),
+        "figures": figures,
+        "evidence_json": json.dumps(v.get("evidence", {}), indent=2, sort_keys=True),
+        "runs": _runs_summary(study_dir, name),
+        "wall_seconds": timing.get("seconds", v.get("seconds")),
+    }
+
+
+def collect(out_dir: str | Path) -> dict:
+    """Everything the report shows, from the files under `out_dir`."""
+    out = Path(out_dir)
+    meta_path = out / "audit.json"
+    if not meta_path.is_file():
+        raise ActlabError(f"{out} holds no audit (no audit.json); run `actlab audit --out {out}` first")
+    meta = json.loads(meta_path.read_text())
+    studies = [
+        _study_entry(out / name, name, meta.get("studies", {}).get(name, {}))
+        for name in meta.get("order", [])
+    ]
+    return {"meta": meta, "studies": studies}
