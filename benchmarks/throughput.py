@@ -30,16 +30,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
 from _common import (  # noqa: E402
     default_threads, device_name, model_shaped_gflops, spread, square_gemm_gflops, sync,
 )
-
-try:
-    from actlab.config import ModelConfig, TrainConfig
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from actlab.config import ModelConfig, TrainConfig
+from actlab.config import ModelConfig, TrainConfig  # noqa: E402
 from actlab.model import GPT  # noqa: E402
 from actlab.train import make_optimizer  # noqa: E402
 
@@ -61,11 +57,9 @@ class RefBlock(nn.Module):
         super().__init__()
         self.heads = heads
         self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.c_attn = nn.Linear(width, 3 * width)
-        self.c_proj = nn.Linear(width, width)
-        self.mlp = nn.Sequential(
-            nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width)
-        )
+        self.c_attn, self.c_proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"),
+                                 nn.Linear(4 * width, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -100,10 +94,13 @@ class RefGPT(nn.Module):
 
 def decay_groups(model: nn.Module) -> list[dict]:
     params = list(model.parameters())  # tied weights appear once
-    return [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": OPT["weight_decay"]},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": OPT["weight_decay"]},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def actlab_config(size: dict, act: str = "gelu_tanh") -> ModelConfig:
+    return ModelConfig(vocab_size=VOCAB, block_size=size["block_size"], n_layer=size["n_layer"],
+                       n_head=size["n_head"], n_embd=size["n_embd"], act=act)
 
 
 def build(impl: str, size: dict, device: torch.device):
@@ -111,8 +108,7 @@ def build(impl: str, size: dict, device: torch.device):
     torch.manual_seed(0)
     L, C, H, T = size["n_layer"], size["n_embd"], size["n_head"], size["block_size"]
     if impl.startswith("actlab"):
-        act = "gelu" if impl == "actlab_gelu" else "gelu_tanh"
-        cfg = ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=L, n_head=H, n_embd=C, act=act)
+        cfg = actlab_config(size, "gelu" if impl == "actlab_gelu" else "gelu_tanh")
         model = GPT(cfg).to(device)
         tcfg = TrainConfig(model=cfg, lr=OPT["lr"], beta1=OPT["betas"][0], beta2=OPT["betas"][1],
                            weight_decay=OPT["weight_decay"])
@@ -120,19 +116,17 @@ def build(impl: str, size: dict, device: torch.device):
     if impl.startswith("hf_"):
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        hcfg = GPT2Config(
-            vocab_size=VOCAB, n_positions=T, n_embd=C, n_layer=L, n_head=H,
-            activation_function=impl[3:], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-            bos_token_id=None, eos_token_id=None, use_cache=False, attn_implementation="sdpa",
-        )
+        hcfg = GPT2Config(vocab_size=VOCAB, n_positions=T, n_embd=C, n_layer=L, n_head=H,
+                          activation_function=impl[3:], resid_pdrop=0.0, embd_pdrop=0.0,
+                          attn_pdrop=0.0, bos_token_id=None, eos_token_id=None, use_cache=False,
+                          attn_implementation="sdpa")
         model = GPT2LMHeadModel(hcfg).to(device)
 
         def loss_fn(x, y):
             logits = model(input_ids=x, use_cache=False).logits
             return F.cross_entropy(logits.view(-1, VOCAB).float(), y.view(-1))
     else:
-        model = RefGPT(VOCAB, T, L, C, H).to(device)
-        loss_fn = model
+        loss_fn = model = RefGPT(VOCAB, T, L, C, H).to(device)
     model.train()
     return loss_fn, model, torch.optim.AdamW(decay_groups(model), lr=OPT["lr"], betas=OPT["betas"])
 
@@ -177,7 +171,7 @@ def linear_shapes(size: dict) -> list[tuple[int, int, int, int]]:
             (1, rows, C, VOCAB)]
 
 
-def bench_size(name, size, impls, args, device, amp, gemm) -> dict:
+def bench_size(name, size, impls, args, device, amp) -> dict:
     gen = torch.Generator().manual_seed(1234)
     B, T = size["batch"], size["block_size"]
     batches = []
@@ -193,7 +187,9 @@ def bench_size(name, size, impls, args, device, amp, gemm) -> dict:
             raise SystemExit(f"{name}/{impl}: first-batch loss {loss:.3f}, expected about "
                              f"ln({VOCAB}) = {math.log(VOCAB):.3f}; not timing a broken model")
 
-    steps, warmup = args.steps or size["steps"], size["warmup"] if args.warmup is None else args.warmup
+    fast = device.type == "cuda"  # milliseconds per step: more steps per block and more warmup
+    steps = args.steps or (20 if fast else size["steps"])
+    warmup = args.warmup if args.warmup is not None else (5 if fast else size["warmup"])
     for r in runners:
         for _ in range(warmup):
             r.step()
@@ -201,37 +197,32 @@ def bench_size(name, size, impls, args, device, amp, gemm) -> dict:
         for j in range(len(runners)):  # rotate the order so no implementation always goes first
             runners[(j + rnd) % len(runners)].timed_block(steps)
 
-    actlab_model = next((r.model for r in runners if r.name == "actlab"), None)
-    if actlab_model is None:
-        actlab_model = GPT(ModelConfig(vocab_size=VOCAB, block_size=T, n_layer=size["n_layer"],
-                                       n_head=size["n_head"], n_embd=size["n_embd"], act="gelu_tanh"))
-    n_params = actlab_model.num_params(non_embedding=True)  # includes the tied head, not wpe
+    n_params = GPT(actlab_config(size)).num_params(non_embedding=True)  # tied head in, wpe out
     flops_per_token = 6 * n_params + 12 * size["n_layer"] * size["n_embd"] * T
-    tokens = B * T
-    rows = {}
-    for r in runners:
-        sec = statistics.median(r.step_times)
-        tps = tokens / sec
-        rows[r.name] = dict(tokens_per_s=tps, ms_per_step=1e3 * sec, spread=spread(r.step_times),
-                            first_loss=first[r.name],
-                            mfu=tps * flops_per_token / (gemm["square"] * 1e9),
-                            mfu_vs_model_shaped=tps * flops_per_token / (gemm[f"model_shaped_{name}"] * 1e9))
+    rows = {r.name: dict(tokens_per_s=B * T / statistics.median(r.step_times),
+                         ms_per_step=1e3 * statistics.median(r.step_times),
+                         spread=spread(r.step_times), first_loss=first[r.name]) for r in runners}
     tps = {k: v["tokens_per_s"] for k, v in rows.items()}
-    ours = tps.get("actlab")
-    hf = tps.get("hf_gelu_pytorch_tanh")
-    ref = tps.get("reference")
+    ours, hf, ref = tps.get("actlab"), tps.get("hf_gelu_pytorch_tanh"), tps.get("reference")
     return dict(
         config=dict(n_layer=size["n_layer"], n_embd=size["n_embd"], n_head=size["n_head"],
                     block_size=T, batch=B, vocab=VOCAB),
         rounds=args.rounds, steps_per_round=steps, warmup=warmup,
-        n_params=n_params, flops_per_token=flops_per_token,
-        tokens_per_s=tps,
+        n_params=n_params, flops_per_token=flops_per_token, tokens_per_s=tps,
         ratio_vs_hf=ours / hf if ours and hf else None,
         ratio_vs_reference=ours / ref if ours and ref else None,
-        mfu=rows["actlab"]["mfu"] if ours else None,
-        mfu_vs_model_shaped=rows["actlab"]["mfu_vs_model_shaped"] if ours else None,
-        detail=rows,
+        per_impl=rows,
     )
+
+
+def add_mfu(res: dict, square: float, shaped: float) -> None:
+    """Model FLOPs utilisation of every implementation against both GEMM peaks (GFLOP/s)."""
+    for d in res["per_impl"].values():
+        achieved = d["tokens_per_s"] * res["flops_per_token"] / 1e9  # GFLOP/s
+        d["mfu"], d["mfu_vs_model_shaped"] = achieved / square, achieved / shaped
+    ours = res["per_impl"].get("actlab")
+    res["mfu"] = ours["mfu"] if ours else None
+    res["mfu_vs_model_shaped"] = ours["mfu_vs_model_shaped"] if ours else None
 
 
 def print_size(name: str, res: dict) -> None:
@@ -243,9 +234,9 @@ def print_size(name: str, res: dict) -> None:
           f"(after {res['warmup']} warmup); median step time over rounds")
     print(f"  {'implementation':<22}{'tokens/s':>10}{'ms/step':>10}{'spread':>8}"
           f"{'MFU sq':>8}{'MFU shp':>9}{'loss0':>8}")
-    for impl, d in res["detail"].items():
-        print(f"  {impl:<22}{d['tokens_per_s']:>10,.0f}{d['ms_per_step']:>10.1f}"
-              f"{d['spread']:>8.1%}{d['mfu']:>8.1%}{d['mfu_vs_model_shaped']:>9.1%}{d['first_loss']:>8.3f}")
+    for impl, d in res["per_impl"].items():
+        print(f"  {impl:<22}{d['tokens_per_s']:>10,.0f}{d['ms_per_step']:>10.1f}{d['spread']:>8.1%}"
+              f"{d['mfu']:>8.1%}{d['mfu_vs_model_shaped']:>9.1%}{d['first_loss']:>8.3f}")
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"  ratio_vs_hf = {fmt(res['ratio_vs_hf'])} (actlab / hf_gelu_pytorch_tanh)   "
           f"ratio_vs_reference = {fmt(res['ratio_vs_reference'])} (actlab / reference)")
@@ -257,23 +248,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         "and a plain reference GPT, interleaved on identical batches, plus fp32/bf16 GEMM "
         "throughput (GFLOP/s) and MFU. Sizes: S = 4 layers x 128 wide, 4 heads, context 128, "
         "batch 16; M = 6 x 384, 6 heads, context 256, batch 8; vocabulary 96 for both.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--sizes", default="S,M", help="comma-separated sizes to run, from S and M")
+        epilog="Columns: tokens/s = training tokens per second (median step time over rounds); "
+        "ms/step; spread = (max - min) / median of the per-round step times; MFU sq / MFU shp = "
+        "achieved model FLOP/s over the square / model-shaped GEMM peak; loss0 = untrained loss "
+        "on the first batch (about ln 96 = 4.56). Ratios > 1 mean actlab is faster.")
+    p.add_argument("--sizes", default="S,M", help="comma-separated sizes, from S and M (default: S,M)")
     p.add_argument("--steps", type=int, default=0,
-                   help="timed training steps per implementation per round; 0 = per-size default "
-                   + ", ".join(f"{k}: {v['steps']}" for k, v in SIZES.items()))
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; step time is their median")
+                   help="timed training steps per implementation per round (default: 20 on CUDA; "
+                   + ", ".join(f"{k}: {v['steps']}" for k, v in SIZES.items()) + " on CPU)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds; step time is their median (default: 5)")
     p.add_argument("--warmup", type=int, default=None,
-                   help="untimed steps per implementation before the rounds (default per size: "
-                   + ", ".join(f"{k}: {v['warmup']}" for k, v in SIZES.items()) + ")")
-    p.add_argument("--impls", default=",".join(IMPLS),
-                   help=f"implementations to time, from {', '.join(IMPLS + EXTRA_IMPLS)}")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+                   help="untimed steps per implementation before the rounds (default: 5 on CUDA; "
+                   + ", ".join(f"{k}: {v['warmup']}" for k, v in SIZES.items()) + " on CPU)")
+    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated implementations, from "
+                   f"{', '.join(IMPLS + EXTRA_IMPLS)} (default: all but actlab_gelu)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                   help="bfloat16 = autocast on CUDA (GEMM peaks are then measured in bf16)")
+                   help="bfloat16 = autocast on CUDA, GEMM peaks then in bf16 (default: float32)")
     p.add_argument("--threads", type=int, default=default_threads(),
-                   help="torch intra-op threads (default: the cores this process may use)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+                   help="torch intra-op threads (default: the cores this process may use, "
+                   f"here {default_threads()})")
+    p.add_argument("--gemm-n", type=int, default=0,
+                   help="side n of the n x n x n GEMM peak test (default: 2048 on CPU, 8192 on CUDA)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
     args.sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
     args.impls = [s.strip() for s in args.impls.split(",") if s.strip()]
@@ -300,27 +298,36 @@ def main(argv=None) -> dict:
     gemm_dtype = torch.bfloat16 if bf16 else torch.float32
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     impls = list(args.impls)
-    if any(i.startswith("hf_") for i in impls):
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            print("transformers is not installed: skipping the hf_* implementations", file=sys.stderr)
-            impls = [i for i in impls if not i.startswith("hf_")]
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print("transformers is not installed: skipping the hf_* implementations", file=sys.stderr)
+        impls = [i for i in impls if not i.startswith("hf_")]
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    if device.type == "cpu" and load is not None and load > 0.5:
+    if device.type == "cpu" and (load or 0) > 0.5:
         print(f"note: 1-minute load average is {load:.1f} before starting; other processes share "
-              "the cores, so trust the ratios more than the absolute numbers", file=sys.stderr)
+              "the cores, so trust the ratios more than the absolute numbers (--threads 1 is steadier "
+              "when the cores are oversubscribed)", file=sys.stderr)
     t_start = time.perf_counter()
-    n = 8192 if device.type == "cuda" else 2048
-    gemm = {"square": square_gemm_gflops(n, device, gemm_dtype)}
-    for name in args.sizes:
-        gemm[f"model_shaped_{name}"] = model_shaped_gflops(linear_shapes(SIZES[name]), device, gemm_dtype)
+    n = args.gemm_n or (8192 if device.type == "cuda" else 2048)
+
+    def gemm_peaks() -> dict:
+        shaped = {f"model_shaped_{s}": model_shaped_gflops(linear_shapes(SIZES[s]), device, gemm_dtype)
+                  for s in args.sizes}
+        return {"square": square_gemm_gflops(n, device, gemm_dtype), **shaped}
+
+    # Measured before and after the training rounds; the better of the two is the peak, so a
+    # burst of load from elsewhere during one measurement cannot inflate MFU.
+    gemm = gemm_peaks()
+    sizes = {name: bench_size(name, SIZES[name], impls, args, device, amp) for name in args.sizes}
+    gemm = {k: max(v, w) for (k, v), w in zip(gemm.items(), gemm_peaks().values())}
+    for name, res in sizes.items():
+        add_mfu(res, gemm["square"], gemm[f"model_shaped_{name}"])
     result = {
         "device": device_name(device), "threads": args.threads, "torch": torch.__version__,
         "dtype": args.dtype, "load_avg_1min": load, "gemm_gflops": gemm, "gemm_square_n": n,
-        "sizes": {name: bench_size(name, SIZES[name], impls, args, device, amp, gemm)
-                  for name in args.sizes},
+        "sizes": sizes,
     }
     result["seconds"] = time.perf_counter() - t_start
     if args.json:
@@ -328,8 +335,8 @@ def main(argv=None) -> dict:
         return result
     print(f"device {result['device']}, {args.threads} threads, torch {torch.__version__}, {args.dtype}")
     shaped = ", ".join(f"{k[-1]} {v:.1f}" for k, v in gemm.items() if k.startswith("model_shaped"))
-    print(f"GEMM {args.dtype}: square {n}^3 {gemm['square']:.1f} GFLOP/s (best of 5); "
-          f"model-shaped linear layers (fwd + both bwd GEMMs): {shaped} GFLOP/s")
+    print(f"GEMM {args.dtype}: square {n}^3 {gemm['square']:.1f} GFLOP/s (best of 10, before and "
+          f"after the rounds); model-shaped linear layers (fwd + both bwd GEMMs): {shaped} GFLOP/s")
     print("MFU = (6 N + 12 L C T) FLOPs/token x tokens/s / GEMM throughput (attention counted "
           "non-causally); 'MFU sq' against the square GEMM, 'MFU shp' against the model-shaped one")
     for name, res in result["sizes"].items():

@@ -7,10 +7,11 @@ from actlab.config import ModelConfig, TrainConfig
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
-    # Fixed thread count: CPU reductions are bitwise reproducible for a given count.
+def _one_thread():
+    # One thread: CPU reductions are bitwise reproducible for a given count, and tiny
+    # models gain nothing from a second thread (OpenMP spin-waits cost more than they save).
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
@@ -24,6 +25,6 @@ def tiny_model(**kw) -> ModelConfig:
 def tiny_train(**kw) -> TrainConfig:
     model_kw = {k: kw.pop(k) for k in list(kw) if k in ModelConfig.__dataclass_fields__}
     base = dict(steps=30, batch_size=8, eval_every=10, eval_batches=2, warmup_steps=5, lr=3e-3,
-                device="cpu", threads=2)
+                device="cpu", threads=1)
     base.update(kw)
     return TrainConfig(model=tiny_model(**model_kw), **base)

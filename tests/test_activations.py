@@ -300,3 +300,10 @@ def test_same_result_on_cuda(name):
     get(name)(x).sum().backward()
     torch.testing.assert_close(y.cpu(), get(name)(x.detach()))
     torch.testing.assert_close(x_gpu.grad.cpu(), x.grad)
+
+
+def test_sigmoid_centered_keeps_tiny_inputs_in_float32():
+    # sigmoid(x) - 0.5 rounds to exactly 0 for |x| < ~1e-8 in float32; the centred ablation
+    # must keep the sigmoid's slope of 1/4 there, or deep stacks go silent.
+    x = torch.tensor([1e-9, -1e-7, 1e-6], dtype=torch.float32)
+    torch.testing.assert_close(get("sigmoid_centered")(x), x / 4, rtol=1e-6, atol=0)

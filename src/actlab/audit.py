@@ -7,6 +7,7 @@ such and the audit goes on: the report shows what was obtained.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -21,9 +22,10 @@ from actlab.studies.base import check_preset, get_study, write_verdict
 AUDIT_STUDIES = ("vanishing", "centering", "convergence", "output-head", "gates", "facts")
 
 
-def run_audit(preset: str, out_dir: str | Path, *, studies=AUDIT_STUDIES, progress: bool = True,
-              on_done=None) -> dict:
-    """Run `studies` at `preset` into `out_dir`; write audit.json and the reports.
+def run_audit(preset: str, out_dir: str | Path, *, studies=AUDIT_STUDIES, claims_file=None,
+              progress: bool = True, on_done=None) -> dict:
+    """Run `studies` (and the user's claims in `claims_file`) at `preset` into `out_dir`;
+    write audit.json and the reports.
 
     `on_done(name, verdict_or_None, seconds, error)` is called after each study (for the CLI).
     """
@@ -31,23 +33,28 @@ def run_audit(preset: str, out_dir: str | Path, *, studies=AUDIT_STUDIES, progre
     from actlab.report import render_report
 
     check_preset(preset)
+    runners = [(name, get_study(name).run) for name in studies]
+    if claims_file:
+        from actlab.user_claims import load_claims, run_claim
+
+        for claim in load_claims(claims_file):  # checked in full before anything runs
+            runners.append((f"user-{claim['id']}", functools.partial(run_claim, claim)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "preset": preset,
-        "order": list(studies),
+        "order": [name for name, _ in runners],
         "studies": {},
         "env": environment(),
         "command": " ".join(["actlab", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("actlab") else "",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     t_all = time.perf_counter()
-    for name in studies:
-        study = get_study(name)
+    for name, run in runners:
         t0 = time.perf_counter()
         verdict, error = None, None
         try:
-            verdict = study.run(preset, out / name, progress=progress)
+            verdict = run(preset, out / name, progress=progress)
             verdict.seconds = round(time.perf_counter() - t0, 2)
             write_verdict(verdict, out / name)
         except KeyboardInterrupt:

@@ -20,7 +20,7 @@ class Claim:
 CLAIMS = {
     "C1": Claim(
         "C1", "Vanishing gradients",
-        "Its derivative is \\(\\sigma'(x) = \\sigma(x)(1 - \\sigma(x))\\), which approaches 0 in these "
+        r"Its derivative is \\(\sigma'(x) = \sigma(x)(1 - \sigma(x))\\), which approaches 0 in these "
         "regions. During backpropagation, this causes gradients to \"vanish\" (become tiny), stalling "
         "learning in deep layers.",
         "vanishing",
@@ -49,4 +49,18 @@ CLAIMS = {
         "older RNNs/LSTMs (pre-transformer era).",
         "gates",
     ),
+    "F": Claim(
+        "F", "Model facts",
+        "Transformers in LLMs are extremely deep (e.g., GPT-4 has 100+ layers), so this hampers "
+        "training efficiency. [...] Early transformers (e.g., original GPT) used ReLU for speed and "
+        "simplicity. Later models like GPT-2/3 shifted to GELU for its smooth, probabilistic "
+        "behavior, which empirically boosts accuracy and convergence without sigmoid's drawbacks. "
+        r"[...] Variants like SiLU (Sigmoid Linear Unit, \\(f(x) = x \cdot \sigma(x)\\)) appear in "
+        r"some LLMs (e.g., InstructGPT), but this isn't plain sigmoid—it's multiplied by \\(x\\) to "
+        "fix zero-centering and reduce saturation.",
+        "facts",
+    ),
 }
+
+# The article's closing advice, judged from the convergence study's runs.
+RECOMMENDATION = "If you're tweaking a model, start with GELU for transformer compatibility."

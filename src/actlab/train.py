@@ -25,7 +25,9 @@ from actlab.model import GPT
 
 
 class Callback(Protocol):
-    """Hooks a probe can implement; both are optional (checked with getattr)."""
+    """Hooks a probe can implement; all are optional (checked with getattr)."""
+
+    def before_train(self, model: GPT) -> None: ...  # before the first forward pass
 
     def after_backward(self, step: int, model: GPT) -> None: ...  # grads present, unclipped
 
@@ -66,7 +68,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     ]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    # The fused kernel updates every tensor in one pass: ~3-4x faster than foreach on CPU.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
 def autocast(device: torch.device, dtype: str):
@@ -89,19 +92,34 @@ def evaluate(model: GPT, batches, device: torch.device, dtype: str) -> float:
 
 
 class MetricsLog:
-    """metrics.jsonl, one object per line, flushed as written so a killed run keeps them."""
+    """metrics.jsonl, one object per line, flushed as written so a killed run keeps them.
+
+    The newest row is held back until the next one arrives (or close), so that a validation
+    loss measured after the row was logged still lands on the same line.
+    """
 
     def __init__(self, out_dir: Path | None):
         self.rows: list[dict] = []
         self._fh = open(out_dir / "metrics.jsonl", "w", encoding="utf-8") if out_dir else None
+        self._held = False
 
     def write(self, row: dict) -> None:
+        self._emit()
         self.rows.append(row)
-        if self._fh:
-            self._fh.write(json.dumps(row) + "\n")
+        self._held = True
+
+    def rewrite_last(self) -> None:
+        """The last row changed (a validation loss was added): write it out now."""
+        self._emit()
+
+    def _emit(self) -> None:
+        if self._held and self._fh:
+            self._fh.write(json.dumps(self.rows[-1]) + "\n")
             self._fh.flush()
+        self._held = False
 
     def close(self) -> None:
+        self._emit()
         if self._fh:
             self._fh.close()
 
@@ -138,10 +156,32 @@ def train(
     clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
     tokens_per_step = cfg.batch_size * cfg.model.block_size
 
-    outcome, step, train_loss, val_loss, best_val = "completed", 0, None, None, None
+    outcome, train_loss, val_loss, best_val = "completed", None, None, None
     t_start = time.perf_counter()
-    t_timed, timed_steps = None, 0  # throughput excludes the first (warm-up) step
+    t_timed, step_timed, timed_steps = None, 0, 0  # throughput excludes the first flush (warm-up)
+    # Losses stay on the device until a flush: one host sync per flush instead of per step
+    # (on CUDA a .item() per step stalls the GPU queue; on CPU it is free, so flush each step).
+    flush_every = 1 if device.type == "cpu" else 25
+    pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+
+    def flush() -> bool:
+        """Write pending rows; False once a non-finite loss is found (the run diverged)."""
+        nonlocal train_loss
+        if not pending:
+            return True
+        values = torch.stack([torch.stack([l.detach().float(), g.float()]) for _, _, l, g in pending]).tolist()
+        rows = [(s, lr_, v) for (s, lr_, _, _), v in zip(pending, values)]
+        pending.clear()
+        for s, lr_, (loss_v, norm_v) in rows:
+            train_loss = loss_v
+            log.write({"step": s, "train_loss": loss_v, "lr": lr_, "grad_norm": norm_v})
+            if not math.isfinite(loss_v):
+                return False
+        return True
+
     bar = _progress_bar(cfg.steps, enabled=progress)
+    for cb in callbacks:
+        getattr(cb, "before_train", _noop)(model)
     try:
         with bar:
             task = bar.add_task("train", total=cfg.steps, loss=float("nan"), tps=0.0)
@@ -163,28 +203,29 @@ def train(
                 for cb in callbacks:
                     getattr(cb, "after_step", _noop)(step, model)
 
-                train_loss = loss.item()
-                row = {"step": step, "train_loss": train_loss, "lr": lr,
-                       "grad_norm": grad_norm.item()}
-                if not math.isfinite(train_loss):
-                    outcome = "diverged"
-                    log.write(row)
-                    break
-                if step == 0:
-                    t_timed = time.perf_counter()
-                else:
-                    timed_steps += 1
+                pending.append((step, lr, loss, grad_norm))
                 last = step == cfg.steps - 1
-                if (step + 1) % cfg.eval_every == 0 or last:
+                evaluating = (step + 1) % cfg.eval_every == 0 or last
+                if len(pending) >= flush_every or evaluating:
+                    if not flush():
+                        outcome = "diverged"
+                        break
+                    if t_timed is None:
+                        t_timed, step_timed = time.perf_counter(), step  # warm-up steps excluded
+                    else:
+                        timed_steps = step - step_timed
+                if evaluating:
                     val_loss = evaluate(model, val, device, cfg.dtype)
-                    row["val_loss"] = val_loss
+                    log.rows[-1]["val_loss"] = val_loss
+                    log.rewrite_last()
                     if math.isfinite(val_loss):
                         best_val = val_loss if best_val is None else min(best_val, val_loss)
-                log.write(row)
-                tps = tokens_per_step * timed_steps / (time.perf_counter() - t_timed) if timed_steps else 0.0
-                bar.update(task, advance=1, loss=train_loss, tps=tps)
+                if not pending:
+                    tps = tokens_per_step * timed_steps / (time.perf_counter() - t_timed) if timed_steps else 0.0
+                    bar.update(task, completed=step + 1, loss=train_loss, tps=tps)
     except KeyboardInterrupt:
         outcome = "interrupted"  # keep what was computed: metrics are on disk, weights follow
+        flush()
     finally:
         log.close()
 

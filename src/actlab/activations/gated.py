@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from actlab.activations import fused
 from actlab.activations.functions import GELU, Identity, ReLU, Sigmoid, Swish
 from actlab.activations.registry import register
 
@@ -20,9 +21,14 @@ class GatedActivation(nn.Module):
     `gate_fn` is the plain activation module applied to the gate half and `gate` its registry
     name. It is a submodule, so a probe can hook it to see the gate's input and output, or call it
     to recompute f(gate) from a hooked input.
+
+    The product is computed by fused.py's autograd Function, which keeps only x for backward,
+    unless `mode` (None: the ACTLAB_FUSED environment variable) is "eager" or a hook on `gate_fn`
+    needs it called; both ways give the same numbers up to float32 rounding.
     """
 
     gate: str = ""
+    mode: str | None = None  # "eager" | "fused" | "compile"; None follows ACTLAB_FUSED
 
     def __init__(self, gate_fn: nn.Module):
         super().__init__()
@@ -34,6 +40,9 @@ class GatedActivation(nn.Module):
                 f"{type(self).__name__} needs an even last dimension (gate and value halves), "
                 f"got {x.shape[-1]}"
             )
+        mode = fused.resolve_mode(self.mode)
+        if mode != "eager" and fused.fusable(self.gate, x) and not fused.hooked(self.gate_fn):
+            return fused.GatedAct.apply(x, self.gate, mode)
         gate, up = x.chunk(2, dim=-1)  # (..., 2h) -> two (..., h)
         return self.gate_fn(gate) * up
 

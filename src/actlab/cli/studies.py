@@ -1,0 +1,168 @@
+"""`actlab study`, `actlab compare`, `actlab audit` and `actlab report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from actlab.cli.args import positive_float, positive_int
+
+
+def register(sub) -> None:
+    from actlab.compare import SIZING_RULE
+    from actlab.config import DEVICES, TOKENIZERS
+    from actlab.studies.base import PRESETS
+
+    p = sub.add_parser("study", help="run one claim's study: stored runs, a verdict, figures",
+                       description="Run one study (vanishing, centering, convergence, output-head, gates, "
+                                   "facts) and write DIR/verdict.json, DIR/figures/*.png and DIR/runs.sqlite. "
+                                   "Finished runs are reused on re-run.")
+    p.add_argument("name", help="study name: vanishing, centering, convergence, output-head, gates or facts")
+    p.add_argument("--preset", default="quick", choices=PRESETS,
+                   help="smoke: seconds (tests); quick: minutes on a laptop CPU; full: a GPU (default: quick)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("compare", help="rank activations on your text within a time budget, with 95%% CIs",
+                       description="Train every activation on the same seeds and batches, rank them by final "
+                                   "validation loss with 95% CIs and paired t-tests against the best (Holm-"
+                                   "corrected), and write DIR/ranking.json, DIR/plan.json and DIR/figures/*.png. "
+                                   "Re-running with the same arguments resumes and reuses finished runs. "
+                                   + SIZING_RULE)
+    p.add_argument("--data", metavar="PATH", help="a .txt file or a folder of .txt files (default: the bundled Shakespeare corpus)")
+    p.add_argument("--acts", required=True, metavar="A,B,...", help="comma-separated activations from `actlab acts` (or formulas), at least two, e.g. gelu,swiglu,sigmoid")
+    p.add_argument("--budget", default="10m", metavar="TIME", help="wall-clock budget for the whole comparison, calibration included: seconds, or 90s, 10m, 1.5h (default: 10m)")
+    p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds per activation; a seed fixes the initial weights and the batches, the same for every activation (default: 3)")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="peak learning rate for every activation (default: by model size: 3e-3 tiny and small, 1e-3 medium, 6e-4 large)")
+    p.add_argument("--tokenizer", choices=TOKENIZERS, default="char", help="char | byte | bpe (default: char)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="where to train (default: auto = cuda if available)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="runs at once, in worker processes, 1 thread each (default: 1: timings stay predictable on shared cores)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default: results/compare)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("audit", help="every claim of the article: run the studies, write the report",
+                       description="Run every study, apply each decision rule and write DIR/report.html "
+                                   "(self-contained), DIR/report.md and DIR/verdicts.json. Run it again "
+                                   "after an interruption: finished runs are reused.")
+    p.add_argument("--preset", default="quick", choices=PRESETS,
+                   help="smoke: about a minute; quick: about 10 minutes on 2 CPU cores; full: a GPU (default: quick)")
+    p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
+    p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated, or none (with --claims) (default: all)")
+    p.add_argument("--executor", choices=("local", "serial", "ray"), default="local",
+                   help="where runs execute: local worker processes, this process, or Ray (default: local)")
+    p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: an existing Ray cluster (default: start one locally)")
+    p.add_argument("--claims", metavar="FILE.toml", help="also judge your own claims: [[claim]] tables with "
+                   "text, candidate, baseline and optionally data, seeds, steps, margin (see actlab.user_claims)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("report", help="render the report of an audit folder again, running nothing")
+    p.add_argument("dir", metavar="DIR", help="an audit folder written by `actlab audit`")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from actlab.studies.base import check_preset, get_study, write_verdict
+
+    study = get_study(args.name)
+    preset = check_preset(args.preset)
+    out = Path(args.out or f"results/{study.name}-{preset}")
+    t0 = time.perf_counter()
+    verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty())
+    verdict.seconds = round(time.perf_counter() - t0, 2)
+    path = write_verdict(verdict, out)
+    print(f"{verdict.claim} {study.name} [{preset}]: {verdict.verdict}")
+    if verdict.summary:
+        print(f"  {verdict.summary}")
+    print(f"  rule: {verdict.rule}")
+    for caveat in verdict.caveats:
+        print(f"  caveat: {caveat}")
+    print(f"  {verdict.seconds:.1f} s; verdict: {path}; figures: {out / 'figures'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from actlab.compare import format_table, parse_budget, run_compare
+
+    budget = parse_budget(args.budget)
+    out = Path(args.out or "results/compare")
+    ranking = run_compare(args.data, [a.strip() for a in args.acts.split(",")], budget, args.seeds, out,
+                          progress=not args.quiet and sys.stderr.isatty(), lr=args.lr,
+                          tokenizer=args.tokenizer, device=args.device, workers=args.workers)
+    print(format_table(ranking))
+    print(f"{ranking['wall_s']:.1f} s of a {budget:g} s budget; ranking: {out / 'ranking.json'}; "
+          f"figures: {out / 'figures'}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from actlab.audit import AUDIT_STUDIES, run_audit
+
+    names = AUDIT_STUDIES
+    if args.studies:
+        names = () if args.studies == "none" else tuple(n.strip() for n in args.studies.split(","))
+    out = Path(args.out or f"results/audit-{args.preset}")
+    console = Console(stderr=True)
+
+    def on_done(name, verdict, seconds, error):
+        status = verdict.verdict if verdict else f"ERROR ({error})"
+        console.print(f"[bold]{name}[/bold] finished in {seconds:.0f} s: {status}")
+
+    from actlab.sweep import executor_defaults
+
+    with executor_defaults(args.executor, args.address):
+        meta = run_audit(args.preset, out, studies=names, claims_file=args.claims,
+                         progress=not args.quiet and sys.stderr.isatty(), on_done=on_done)
+    _print_verdict_table(out)
+    print(f"report: {meta['paths']['html']}  (also report.md, verdicts.json)")
+    failed = [n for n, m in meta["studies"].items() if m["error"]]
+    if failed:
+        print(f"actlab audit: error: {len(failed)} studies failed ({', '.join(failed)}); "
+              f"see {out}/<study>/error.txt; run the same command again to continue", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from actlab.report import render_report
+
+    paths = render_report(args.dir)
+    _print_verdict_table(args.dir)
+    print(f"report: {paths['html']}  (also report.md, verdicts.json)")
+    return 0
+
+
+def _print_verdict_table(out_dir) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from actlab.report.collect import collect
+    from actlab.report.render import _fmt_seconds, _verdict_rows
+
+    data = collect(out_dir)
+    colours = {"SUPPORTED": "green", "SUPPORTED WITH CAVEAT": "yellow", "NOT SUPPORTED": "red",
+               "INCONCLUSIVE": "blue"}
+    table = Table(box=box.SIMPLE_HEAD, title=f"verdicts ({data['meta'].get('preset')} preset)")
+    for col in ("claim", "study", "verdict", "evidence", "time"):
+        table.add_column(col, overflow="fold")
+    for r in _verdict_rows(data["studies"]):
+        colour = colours.get(r["verdict"], "magenta")
+        table.add_row(r["claim"], r["study"], f"[{colour}]{r['verdict']}[/{colour}]", str(r["summary"]),
+                      _fmt_seconds(r["seconds"]))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
+    console.print(table)
+    print(f"total wall time: {_fmt_seconds(data['meta'].get('seconds'))}")

@@ -1,0 +1,49 @@
+"""What a probe needs to know about one activation site, and how to list them for actlab's GPT."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from actlab import activations
+from actlab.activations import ActSpec
+
+
+@dataclass
+class LayerRef:
+    """One "layer" as the probes see it: an activation and the modules around it.
+
+    `act`'s forward input is the pre-activation (for gated entries the last dimension is 2h and
+    the gate is the first half); `consumer` is the Linear that reads the activation's output;
+    `weights` are the parameters whose gradient norms are reported for this layer. `block` and
+    `branch_in` exist only in a residual network: the block whose input is the residual stream,
+    and the module at the entrance of its FFN branch (GPT: `ln_2`).
+    """
+
+    name: str
+    act: nn.Module
+    spec: ActSpec
+    consumer: nn.Linear
+    weights: dict[str, nn.Parameter]
+    block: nn.Module | None = None
+    branch_in: nn.Module | None = None
+
+
+def gpt_layers(model: nn.Module) -> list[LayerRef]:
+    """One LayerRef per transformer block of an actlab GPT, in depth order, named "h.<i>"."""
+    spec = activations.get_spec(model.config.act)
+    layers = []
+    for i, block in enumerate(model.transformer.h):
+        mlp = block.mlp
+        layers.append(
+            LayerRef(
+                name=f"h.{i}",
+                act=mlp.act,
+                spec=spec,
+                consumer=mlp.c_proj,
+                weights={"c_fc.weight": mlp.c_fc.weight, "c_proj.weight": mlp.c_proj.weight},
+                block=block,
+                branch_in=block.ln_2,
+            )
+        )
+    return layers

@@ -1,0 +1,138 @@
+"""`actlab compare`'s engine: budget parsing, sizing arithmetic, the ranking it writes, resume,
+and (slow) that it keeps to a wall-clock budget."""
+
+import json
+import math
+import random
+import time
+
+import matplotlib.image as mpimg
+import pytest
+
+from actlab import compare as cmp
+from actlab.errors import ActlabError
+from actlab.stats import mean_ci
+from actlab.store import Store
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """About 30k characters of word salad: enough for train and validation windows."""
+    rng = random.Random(0)
+    words = ["the", "king", "and", "queen", "of", "a", "small", "land", "spoke", "to", "their",
+             "people", "who", "did", "not", "listen", "then", "went", "home"]
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) for _ in range(900)]
+    path = tmp_path / "text.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- budget strings --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90s", 90), ("10m", 600), ("1h", 3600), ("1.5h", 5400), ("45", 45), (" 2 min ", 120),
+    ("0.5m", 30), ("3H", 10800),
+])
+def test_parse_budget(text, seconds):
+    assert cmp.parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5s", "0s", "10x", "m", "1h30", "1e3s", "inf"])
+def test_parse_budget_rejects_bad_strings(text):
+    with pytest.raises(ActlabError, match="budget"):
+        cmp.parse_budget(text)
+
+
+# -- sizing ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("per_run, tier", [(1, "tiny"), (14.9, "tiny"), (15, "small"),
+                                           (89, "small"), (599, "medium"), (600, "large")])
+def test_choose_tier_boundaries(per_run, tier):
+    assert cmp.TIERS[cmp.choose_tier(per_run)][1] == tier
+
+
+def test_step_cost_recovers_the_cost_model_from_a_calibration_run():
+    step, fixed, tokens = 0.1, 0.3, 256
+    # a calibration run of 8 steps + one evaluation of 8 batches under the model's own costs
+    wall = fixed + 8 * step + 8 * step / 3
+    timed = 7 * step + 8 * step / 3  # what train's tokens/s spans: steps 2..8 and the evaluation
+    got = cmp.step_cost({"wall_s": wall, "tokens_per_s": tokens * 7 / timed, "n_params": 5}, tokens)
+    assert (got["step_s"], got["fixed_s"]) == pytest.approx((step, fixed))
+    assert cmp.run_seconds(got, 8) == pytest.approx(wall + 4 * 8 * step / 3)  # 5 evals, not 1
+
+
+def test_plan_steps_matches_hand_arithmetic():
+    cal = {"a": {"fixed_s": 0.5, "step_s": 0.01}, "b": {"fixed_s": 0.5, "step_s": 0.02}}
+    # run(S) = fixed + S * step + 5 evaluations * 8 batches * step / 3
+    assert cmp.run_seconds(cal["a"], 100) == pytest.approx(0.5 + 1.0 + 40 * 0.01 / 3)
+    # a round of both: 1 s overhead + 1.0 + 0.4 + 0.03 S; two rounds in 100 s allow 50 s each,
+    # so S = floor((50 - 2.4) / 0.03) = floor(1586.67) = 1586
+    steps = cmp.plan_steps(cal, available_s=100.0, seeds=2, overhead_s=1.0)
+    assert steps == 1586
+    assert 2 * cmp.round_seconds(cal, steps, 1.0) <= 100.0 < 2 * cmp.round_seconds(cal, steps + 1, 1.0)
+    # two runs at a time halve the run part of a round: floor((50 - 0.9 - 0.7) / 0.015) = 3226
+    wide = cmp.plan_steps(cal, 100.0, 2, 0.9, parallel=2)
+    assert wide == 3226
+    assert 2 * cmp.round_seconds(cal, wide, 0.9, 2) <= 100.0 < 2 * cmp.round_seconds(cal, wide + 1, 0.9, 2)
+    assert cmp.plan_steps(cal, 1.0, 2) == 0  # nothing fits
+
+
+# -- a comparison on a small corpus ------------------------------------------------------------
+
+def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
+    out = tmp_path / "cmp"
+    acts = ["gelu", "sigmoid", "swiglu"]
+    ranking = cmp.run_compare(str(corpus), acts, budget_s=30, seeds=3, out_dir=out,
+                              progress=False, steps=12)
+    data = json.loads((out / "ranking.json").read_text())
+    rows = data["rows"]
+    assert sorted(r["act"] for r in rows) == sorted(acts) and data["best"] == rows[0]["act"]
+    assert data["config"]["tier"] == "tiny" and data["steps"] == 12
+    assert data["config"]["seeds_run"] == [0, 1, 2] and data["environment"]["torch"]
+    means = [r["mean"] for r in rows]
+    assert means == sorted(means)
+    for r in rows:
+        ci = mean_ci(r["losses"])  # the CI is the t-interval of the stored per-seed losses
+        assert (r["mean"], r["lo"], r["hi"], r["n"]) == pytest.approx(
+            (ci["mean"], ci["lo"], ci["hi"], 3))
+        assert r["lo"] < r["mean"] < r["hi"] and r["n_params"] > 0
+    assert rows[0]["vs_best"] is None
+    for r in rows[1:]:
+        t = r["vs_best"]
+        best = rows[0]["losses"]
+        assert t["diff"] == pytest.approx(sum(a - b for a, b in zip(r["losses"], best)) / 3)
+        assert 0 <= t["p"] <= t["p_holm"] <= 1 and isinstance(r["significant"], bool)
+    for rel in data["figures"]:
+        assert mpimg.imread(out / rel).std() > 0
+    table = cmp.format_table(ranking)
+    assert all(a in table for a in acts) and "95% CI" in table
+
+    # same inputs again: the stored runs are reused, nothing is trained twice
+    with Store(out / "runs.sqlite") as store:
+        before = {r["id"]: r["finished"] for r in store.runs("compare")}
+    again = cmp.run_compare(str(corpus), acts, 30, 3, out, progress=False, steps=12)
+    with Store(out / "runs.sqlite") as store:
+        after = {r["id"]: r["finished"] for r in store.runs("compare")}
+    assert len(before) == 9 and after == before
+    assert [r["losses"] for r in again["rows"]] == [r["losses"] for r in rows]
+
+
+def test_compare_rejects_bad_input(corpus, tmp_path):
+    with pytest.raises(ActlabError, match="at least two"):
+        cmp.run_compare(str(corpus), ["gelu"], 30, 2, tmp_path)
+    with pytest.raises(ActlabError, match="gelux"):
+        cmp.run_compare(str(corpus), ["gelu", "gelux"], 30, 2, tmp_path)
+    with pytest.raises(ActlabError):
+        cmp.run_compare(str(corpus), ["gelu", "relu"], 1, 3, tmp_path / "tiny", progress=False)
+
+
+@pytest.mark.slow
+def test_compare_keeps_to_its_budget(corpus, tmp_path):
+    budget = 25.0
+    t0 = time.perf_counter()
+    ranking = cmp.run_compare(str(corpus), ["gelu", "sigmoid"], budget, 2, tmp_path,
+                              progress=False)
+    wall = time.perf_counter() - t0
+    # the machine is shared, so only bounds: never over 110%, and not wasting half the budget
+    assert 0.5 * budget <= wall <= 1.1 * budget, wall
+    assert ranking["steps"] >= cmp.MIN_STEPS and len(ranking["rows"]) == 2

@@ -1,0 +1,136 @@
+"""Study C2 (centering): the decision rule on hand-built evidence; the smoke preset end to end."""
+
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from actlab.claims import CLAIMS
+from actlab.stats import mean_ci
+from actlab.store import Store
+from actlab.studies import base
+from actlab.studies import centering as c
+from actlab.studies.centering_figures import band
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# -- the rule, on hand-built evidence ----------------------------------------------------------
+
+def _ci(lo: float, hi: float) -> dict:
+    return {"diff": (lo + hi) / 2, "lo": lo, "hi": hi, "p": 0.01, "n": 4}
+
+
+MECH = {"coherence_diff": _ci(0.7, 0.9), "straightness_diff": _ci(-0.2, -0.05)}
+WORSE, BETTER = _ci(0.05, 0.2), _ci(-0.2, -0.05)
+EQUIV, OPEN = _ci(-0.005, 0.008), _ci(-0.1, 0.2)
+
+
+def _settings(*losses, mech=MECH) -> dict:
+    return {s: {**mech, "final_loss_diff": loss} for s, loss in zip(c.SETTINGS, losses)}
+
+
+@pytest.mark.parametrize("losses, expected", [
+    ((WORSE, WORSE, WORSE, WORSE), base.SUPPORTED),
+    ((WORSE, WORSE, OPEN, EQUIV), base.CAVEAT),
+    ((WORSE, BETTER, BETTER, BETTER), base.CAVEAT),
+    ((EQUIV, EQUIV, EQUIV, EQUIV), base.NOT_SUPPORTED),
+    ((BETTER, OPEN, OPEN, EQUIV), base.NOT_SUPPORTED),
+    ((OPEN, EQUIV, OPEN, EQUIV), base.INCONCLUSIVE),
+])
+def test_rule_gives_each_verdict(losses, expected):
+    assert c.decide(_settings(*losses)) == expected
+
+
+def test_penalty_everywhere_without_the_zigzag_is_only_a_caveat():
+    straight = {"coherence_diff": _ci(0.7, 0.9), "straightness_diff": _ci(-0.1, 0.1)}
+    assert c.decide(_settings(WORSE, WORSE, WORSE, WORSE, mech=straight)) == base.CAVEAT
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (0.001, 0.3, "worse"), (-0.3, -0.001, "better"), (-c.MARGIN, c.MARGIN, "equivalent"),
+    (-0.02, 0.005, "unresolved"), (math.nan, math.nan, "unresolved"),
+])
+def test_loss_outcome_thresholds(lo, hi, expected):
+    assert c.loss_outcome({"lo": lo, "hi": hi}) == expected
+
+
+def test_pick_lrs_takes_the_lowest_loss_and_treats_divergence_as_worst():
+    preset = {**c.PRESETS["quick"], "lrs": {s: (0.1, 0.3, 1.0) for s in c.SETTINGS}}
+    losses = {0.1: 2.5, 0.3: 2.2, 1.0: None}  # 1.0 diverged
+    tuned = [{"params": {"model": s.split("/")[0], "optimizer": s.split("/")[1], "act": a,
+                         "lr": lr}, "final_loss": loss}
+             for s in c.SETTINGS for a in c.ACTS for lr, loss in losses.items()]
+    chosen = c.pick_lrs(preset, tuned)
+    assert all(chosen[s][a] == 0.3 for s in c.SETTINGS for a in c.ACTS)
+
+
+def test_band_matches_mean_ci():
+    rows = np.array([[1.0, 2.0], [2.0, 4.0], [4.0, 3.5]])
+    mean, half = band(rows)
+    for j in range(2):
+        ref = mean_ci(rows[:, j])
+        assert mean[j] == pytest.approx(ref["mean"])
+        assert half[j] == pytest.approx(ref["hi"] - ref["mean"])
+
+
+# -- the smoke preset --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("centering")
+    return c.run("smoke", out, progress=False), out
+
+
+@pytest.mark.slow
+def test_smoke_returns_a_complete_verdict(smoke):
+    verdict, _ = smoke
+    assert verdict.verdict in base.VERDICTS
+    assert verdict.claim == "C2" and verdict.study == "centering" and verdict.preset == "smoke"
+    assert verdict.quote == CLAIMS["C2"].quote and verdict.rule == c.RULE
+    assert verdict.summary and verdict.caveats
+    assert set(verdict.evidence["settings"]) == set(c.SETTINGS)
+    for ev in verdict.evidence["settings"].values():
+        assert ev["final_loss"]["sigmoid"]["n"] == len(c.PRESETS["smoke"]["seeds"])
+        assert ev["loss_outcome"] == c.loss_outcome(ev["final_loss_diff"])
+    assert c.decide(verdict.evidence["settings"]) == verdict.verdict
+
+
+@pytest.mark.slow
+def test_smoke_figures_are_real_pngs(smoke):
+    verdict, out = smoke
+    assert len(verdict.figures) == 4
+    for rel in verdict.figures:
+        path = out / rel
+        assert rel.startswith("figures/") and path.read_bytes()[:8] == PNG_SIGNATURE
+        assert float(np.std(mpimg.imread(path))) > 0
+
+
+@pytest.mark.slow
+def test_mechanism_sanity_in_smoke_runs(smoke):
+    """Sigmoid's outputs average about 1/2, σ - 1/2's about 0; and a consuming row's
+    per-example gradient delta_i * a is single-signed exactly when every a_j > 0."""
+    verdict, _ = smoke
+    for setting, ev in verdict.evidence["settings"].items():
+        assert ev["act_mean"]["sigmoid"]["mean"] > 0.3, setting
+        assert abs(ev["act_mean"]["sigmoid_centered"]["mean"]) < 0.1, setting
+        assert ev["coherence"]["sigmoid"]["mean"] == pytest.approx(1.0), setting
+        assert ev["coherence"]["sigmoid_centered"]["mean"] < 0.5, setting
+
+
+@pytest.mark.slow
+def test_rerun_reuses_stored_runs(smoke, monkeypatch):
+    verdict, out = smoke
+
+    def must_not_run(params):
+        raise AssertionError(f"re-ran a stored job: {params}")
+
+    monkeypatch.setattr(c, "run_one", must_not_run)
+    again = c.run("smoke", out, progress=False)
+    assert again.verdict == verdict.verdict and again.summary == verdict.summary
+    with Store(out / "runs.sqlite") as store:
+        runs = store.runs("centering")
+    preset = c.PRESETS["smoke"]
+    assert len(runs) == len(c.eval_jobs(preset, c.pick_lrs(preset, []))) + len(c.tune_jobs(preset))
+    assert all(r["status"] == "finished" for r in runs)

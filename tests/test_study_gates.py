@@ -1,0 +1,137 @@
+"""Study C5 (gates): the decision rule on hand-built evidence, the attention probe against its
+analytic values at initialisation, and the smoke preset end to end."""
+
+import json
+import math
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+
+from actlab.data import prepare
+from actlab.model import GPT
+from actlab.store import Store
+from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, _clean
+from actlab.studies.gates import (
+    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, _AttentionProbe, apply_rule, classify,
+    compare, measure_attention, pick_lrs, run,
+)
+from actlab.train import train
+from conftest import tiny_model, tiny_train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _c(lo, hi, diverged_only=0):
+    return {"diff": (lo + hi) / 2, "lo": lo, "hi": hi, "diverged_only": diverged_only}
+
+
+GOOD = _c(-0.03, 0.01)  # within tolerance and not significantly worse
+BAD = _c(0.05, 0.12)  # significantly and materially worse
+WIDE = _c(-0.2, 0.2)  # cannot be placed
+
+
+def _roles(glu, gate, ffn, attn):
+    return {"glu_vs_gelu": glu, "out_gate_vs_matched": gate, "sigmoid_ffn_vs_gelu": ffn,
+            "sigmoid_attn_vs_softmax": attn}
+
+
+@pytest.mark.parametrize("roles, expected", [
+    (_roles(GOOD, GOOD, BAD, BAD), SUPPORTED),
+    (_roles(GOOD, GOOD, BAD, GOOD), CAVEAT),  # sigmoid attention works: "only" too strong
+    (_roles(GOOD, GOOD, GOOD, WIDE), CAVEAT),
+    (_roles(BAD, GOOD, BAD, BAD), NOT_SUPPORTED),
+    (_roles(GOOD, _c(-0.01, 0.0, diverged_only=1), BAD, BAD), NOT_SUPPORTED),  # divergence
+    (_roles(GOOD, WIDE, BAD, BAD), INCONCLUSIVE),
+    (_roles(GOOD, GOOD, BAD, WIDE), INCONCLUSIVE),
+])
+def test_rule_returns_each_verdict(roles, expected):
+    verdict, _ = apply_rule(roles)
+    assert verdict == expected
+
+
+def test_classify_boundaries():
+    assert classify(_c(0.001, TOL - 1e-9)) == WORKS  # significantly but immaterially worse
+    assert classify(_c(1e-9, TOL)) == FAILS
+    assert classify(_c(-0.01, TOL)) == UNCLEAR
+    assert classify(_c(-0.5, -0.1, diverged_only=1)) == FAILS
+    assert classify({"lo": math.nan, "hi": math.nan}) == UNCLEAR
+
+
+def test_compare_pairs_by_seed_and_counts_divergence():
+    def r(loss, outcome="completed"):
+        return {"final_loss": loss, "outcome": outcome, "n_params": 10}
+
+    runs = {"a": {0: r(2.0), 1: r(2.2), 2: r(None, "diverged")},
+            "b": {0: r(1.9), 1: r(2.0), 2: r(1.5)}}
+    c = compare(runs, "a", "b")
+    assert c["n"] == 2 and c["diverged_only"] == 1
+    assert c["diff"] == pytest.approx(0.15)  # mean of 0.1 and 0.2 over the seeds both finished
+    assert c["n_params_diff"] == 0
+
+
+def test_pick_lrs_lowest_loss_divergence_counts_as_infinite():
+    preset = {"lrs": (1e-3, 3e-3, 1e-2)}
+    tuned = [{"params": {"variant": v, "lr": lr}, "final_loss": loss}
+             for v in VARIANTS for lr, loss in ((1e-3, 2.0), (3e-3, 1.8), (1e-2, None))]
+    tuned[1]["final_loss"] = 2.0  # first variant: a tie at 2.0 goes to the smaller rate
+    chosen = pick_lrs(preset, tuned)
+    first, second = list(VARIANTS)[:2]
+    assert chosen[first] == 1e-3 and chosen[second] == 3e-3
+    assert pick_lrs({"lrs": (5e-3,)}, []) == {v: 5e-3 for v in VARIANTS}
+
+
+def test_row_sums_at_init_match_analytic():
+    # Near-zero init scores: σ(-log n) = 1/(n+1) per key, so a row of n keys sums to n/(n+1)
+    # with the bias and to n/2 without it; the output gate starts at σ(0) = 1/2.
+    torch.manual_seed(0)
+    x = torch.randint(0, 64, (4, 16))
+    n = np.arange(1, 17)
+    with_bias = measure_attention(GPT(tiny_model(attention="sigmoid")), x)["row_sum_by_pos"]
+    no_bias = measure_attention(GPT(tiny_model(attention="sigmoid_nobias")), x)["row_sum_by_pos"]
+    np.testing.assert_allclose(with_bias, n / (n + 1), rtol=0.03)
+    np.testing.assert_allclose(no_bias, n / 2, rtol=0.03)
+    gate = measure_attention(GPT(tiny_model(attention="softmax_gated")), x)["gate_mean"]
+    assert gate == pytest.approx(0.5, abs=0.01)
+    assert measure_attention(GPT(tiny_model()), x) == {}
+
+
+def test_probe_leaves_training_unchanged():
+    data = prepare(None, "char", 16)
+    cfg = dict(attention="sigmoid", steps=4, eval_every=2, threads=1)
+    plain = train(tiny_train(**cfg), data=data, progress=False)
+    probe = _AttentionProbe(torch.randint(0, 60, (2, 16)), last_step=3)
+    probed = train(tiny_train(**cfg), data=data, callbacks=(probe,), progress=False)
+    assert [h["train_loss"] for h in probed.history] == [h["train_loss"] for h in plain.history]
+    assert probe.init["row_sum_mean"] > 0 and probe.final["row_sum_mean"] > 0
+
+
+@pytest.mark.slow
+def test_smoke_preset_complete_and_reused(tmp_path):
+    v = run("smoke", tmp_path, progress=False)
+    assert v.claim == "C5" and v.study == "gates" and v.preset == "smoke"
+    assert v.verdict in VERDICTS and v.rule and v.quote and v.summary and v.caveats
+    ev = v.evidence
+    assert set(ev["variants"]) == set(VARIANTS)
+    n_seeds = len(PRESETS["smoke"]["seeds"])
+    for var in ev["variants"].values():
+        assert var["final_loss"]["n"] + var["diverged"] == n_seeds
+    # the param-matched control differs from the gated model by n_embd/2 per layer at most
+    size = PRESETS["smoke"]["size"]
+    gap = ev["comparisons"]["out_gate_vs_matched"]["n_params_diff"]
+    assert 0 <= gap <= size["n_layer"] * size["n_embd"] // 2
+    json.dumps(_clean(v.to_dict()), allow_nan=False)
+    assert len(v.figures) == 4
+    for rel in v.figures:
+        path = tmp_path / rel
+        assert path.read_bytes()[:8] == PNG
+        assert float(np.std(mpimg.imread(path))) > 0
+    with Store(tmp_path / "runs.sqlite") as store:
+        before = {r["id"]: r["finished"] for r in store.runs("gates")}
+    assert len(before) == len(VARIANTS) * n_seeds
+    again = run("smoke", tmp_path, progress=False)
+    with Store(tmp_path / "runs.sqlite") as store:
+        after = {r["id"]: r["finished"] for r in store.runs("gates")}
+    assert after == before  # nothing re-ran
+    assert again.evidence == ev and again.verdict == v.verdict
