@@ -22,7 +22,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 audit: install
-	$(VENV)/bin/actlab train --act gelu --steps 300 --out runs/audit-gelu
+	$(VENV)/bin/actlab audit --preset quick --out results/audit-quick
 
 bench: install
 	$(PY) benchmarks/throughput.py

@@ -173,6 +173,8 @@ def train_mlp(model: nn.Module, task: CharTask, steps: int, optimizer: str = "sg
     history: list[dict] = []
     outcome, train_loss, val_loss = "completed", None, None
     model.train()
+    for cb in callbacks:  # the same protocol as actlab.train: probes bind before step 0
+        getattr(cb, "before_train", _noop)(model)
     for step in range(steps):
         x, y = task.batch(gen, batch_size)
         loss = F.cross_entropy(model(x), y)

@@ -43,7 +43,6 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch.nn.modules import module as _module
 
 ENV = "ACTLAB_FUSED"
@@ -78,6 +77,11 @@ class Gate(NamedTuple):
     df_: Callable[[Tensor, Tensor, Tensor], object]
 
 
+def _silu_slope(g: Tensor) -> Tensor:
+    s = torch.sigmoid(g)
+    return s * (1 + g * (1 - s))
+
+
 # Keyed by the registry name of the gate function (ActSpec.gate); the backward ops are the ones
 # eager autograd calls for these functions, so the two paths round the same way.
 GATES: dict[str, Gate] = {
@@ -102,7 +106,9 @@ GATES: dict[str, Gate] = {
     ),
     "silu": Gate(
         F.silu,
-        lambda grad, g, fg: _aten.silu_backward(grad, g),
+        # silu'(g) = s (1 + g (1 - s)), s = sigmoid(g), written out: aten's silu_backward has no
+        # derivative of its own, and this form is what create_graph=True differentiates.
+        lambda grad, g, fg: grad * _silu_slope(g),
         lambda g, out: _aten.silu.out(g, out=out),
         lambda grad, g, fg: _aten.silu_backward.grad_input(grad, g, grad_input=grad),
     ),
@@ -158,21 +164,27 @@ _compile_failure: list[str] = []  # the first failure's message; then the kernel
 
 
 @functools.cache
-def _compiled(gate: str) -> tuple[Callable, Callable]:
+def _compiled() -> tuple[Callable, Callable]:
+    # One compiled function each for forward and backward, the gate name an argument: dynamo
+    # keeps one entry per gate (and dtype), well inside its recompile limit of 8 per function
+    # (partials or closures per gate would all share one code object and blow it).
     # dynamic=True: one compilation serves every batch shape (training and evaluation batches).
-    fwd = torch.compile(functools.partial(_forward_math, gate=gate), dynamic=True, fullgraph=True)
-    bwd = torch.compile(functools.partial(_backward_math, gate=gate), dynamic=True, fullgraph=True)
-    return fwd, bwd
+    return (
+        torch.compile(_forward_math, dynamic=True, fullgraph=True),
+        torch.compile(_backward_math, dynamic=True, fullgraph=True),
+    )
 
 
 def _run(which: int, gate: str, mode: str, *args: Tensor) -> Tensor:
     """Forward (which=0) or backward (1) math for one gate, through the mode's kernels."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.is_grad_enabled():
         # Inside a caller's torch.compile: let it trace the plain math into its own graph.
+        # Grad mode on inside a Function means backward(create_graph=True): the plain math is
+        # differentiable (eager's backward ops have their own derivatives), so double backward works.
         return (_forward_math, _backward_math)[which](*args, gate=gate)
     if mode == "compile" and not _compile_failure:
         try:
-            return _compiled(gate)[which](*args)
+            return _compiled()[which](*args, gate=gate)
         except Exception as err:  # no compiler, unsupported platform, ...: never a crash
             _compile_failure.append(f"{type(err).__name__}: {err}".splitlines()[0])
             warnings.warn(
@@ -197,24 +209,22 @@ class GatedAct(torch.autograd.Function):
         return _run(0, gate, mode, x)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         return _run(1, ctx.gate, ctx.mode, x, grad.to(x.dtype)), None, None
 
 
-def _linear_backward(ctx, grad: Tensor, a: Tensor, weight: Tensor, bias_dtype):
-    """c_proj's gradients from its recomputed input a: (grad_a, grad_weight, grad_bias)."""
+def _weight_grads(ctx, grad: Tensor, a: Tensor, weight: Tensor) -> tuple:
+    """c_proj's weight and bias gradients from its recomputed input a."""
     grad2 = grad.reshape(-1, grad.shape[-1])
     grad_w = grad_b = None
     if ctx.needs_input_grad[1]:
         # Under autocast (custom_bwd re-enters it) this mm runs in the autocast dtype, as eager's
-        # does; the weight's gradient then goes back to the weight's dtype, as eager's cast does.
+        # does; the gradient then goes back to the weight's dtype, as eager's cast does.
         grad_w = grad2.t().mm(a.reshape(-1, a.shape[-1])).to(weight.dtype)
     if ctx.needs_input_grad[2]:
-        grad_b = grad2.sum(0).to(bias_dtype)
-    grad_a = grad.matmul(weight) if ctx.needs_input_grad[0] else None
-    return grad_a, grad_w, grad_b
+        grad_b = grad2.sum(0).to(ctx.bias_dtype)
+    return grad_w, grad_b
 
 
 @functools.cache
@@ -235,14 +245,15 @@ def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
             return F.linear(a, weight, bias)  # autocast casts here exactly as in eager
 
         @staticmethod
-        @once_differentiable
         @torch.amp.custom_bwd(device_type=device_type)
         def backward(ctx, grad):
             x, weight = ctx.saved_tensors
             a = _run(0, ctx.gate, ctx.mode, x)  # recomputed: the h per token not kept
-            grad_a, grad_w, grad_b = _linear_backward(ctx, grad, a, weight, ctx.bias_dtype)
-            del a
-            grad_x = None if grad_a is None else _run(1, ctx.gate, ctx.mode, x, grad_a.to(x.dtype))
+            grad_w, grad_b = _weight_grads(ctx, grad, a, weight)
+            del a  # freed before grad_a and grad_x exist: a lower transient peak
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = _run(1, ctx.gate, ctx.mode, x, grad.matmul(weight).to(x.dtype))
             return grad_x, grad_w, grad_b, None, None
 
     return GatedActLinear
@@ -262,17 +273,21 @@ def _plain_linear_function(device_type: str) -> type[torch.autograd.Function]:
             return F.linear(act(x), weight, bias)
 
         @staticmethod
-        @once_differentiable
         @torch.amp.custom_bwd(device_type=device_type)
         def backward(ctx, grad):
             x, weight = ctx.saved_tensors
+            create_graph = torch.is_grad_enabled()  # backward(create_graph=True): stay differentiable
             with torch.enable_grad():
-                leaf = x.detach().requires_grad_(ctx.needs_input_grad[0])
+                leaf = x if create_graph else x.detach().requires_grad_(ctx.needs_input_grad[0])
                 a = ctx.act(leaf)
-            grad_a, grad_w, grad_b = _linear_backward(ctx, grad, a.detach(), weight, ctx.bias_dtype)
+            grad_w, grad_b = _weight_grads(ctx, grad, a if create_graph else a.detach(), weight)
             grad_x = None
-            if grad_a is not None:
-                (grad_x,) = torch.autograd.grad(a, leaf, grad_a.to(a.dtype))
+            if ctx.needs_input_grad[0]:
+                # Differentiate through the graph edge, not the tensor, so a is freed first.
+                edge = torch.autograd.graph.get_gradient_edge(a)
+                del a
+                grad_a = grad.matmul(weight).to(leaf.dtype)
+                (grad_x,) = torch.autograd.grad(edge, leaf, grad_a, create_graph=create_graph)
             return grad_x, grad_w, grad_b, None
 
     return ActLinear
@@ -352,10 +367,11 @@ def _keeps_more_than_output(act: nn.Module) -> bool:
     Asked once per class and settings (extra_repr: beta, slope, formula) on a 4-value tensor."""
     key = (type(act), act.extra_repr())
     if key not in _KEEPS_MORE:
-        x = torch.linspace(-2.0, 2.0, 4, requires_grad=True)
         kept: list[Tensor] = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
-            y = act(x)
+        # Asked with autograd on, even from an evaluation under no_grad or inference_mode.
+        with torch.inference_mode(False), torch.enable_grad(), \
+                torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            y = act(torch.linspace(-2.0, 2.0, 4, requires_grad=True))
         ptr = y.untyped_storage().data_ptr()
         _KEEPS_MORE[key] = any(t.untyped_storage().data_ptr() != ptr for t in kept)
     return _KEEPS_MORE[key]

@@ -40,9 +40,21 @@ def _verdict_rows(studies: list[dict]) -> list[dict]:
         extra = (s.get("evidence") or {}).get("start_with_gelu")
         if isinstance(extra, dict) and extra.get("verdict"):
             rows.append({"claim": "R", "study": s["study"], "title": "\"start with GELU\"",
-                         "verdict": extra["verdict"], "summary": extra.get("summary", ""),
+                         "verdict": extra["verdict"], "summary": _gelu_summary(extra),
                          "seconds": None})
     return rows
+
+
+def _gelu_summary(e: dict) -> str:
+    """One line for the recommendation's row, from the convergence study's evidence."""
+    parts = [f"GELU ranks {e.get('gelu_rank')} of {e.get('of')}"]
+    d = e.get("gelu_minus_best") or {}
+    if e.get("best") and e.get("best") != "gelu" and d.get("diff") is not None:
+        parts.append(f"GELU - {e['best']} {d['diff']:+.3f} nats [{d.get('lo', 0):+.3f}, {d.get('hi', 0):+.3f}], "
+                     f"p = {d.get('p', float('nan')):.2g}")
+    if e.get("reason"):
+        parts.append(str(e["reason"]))
+    return "; ".join(parts)
 
 
 def markdown(data: dict) -> str:

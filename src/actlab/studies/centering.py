@@ -101,8 +101,8 @@ PRESETS = {
 # -- one run (module level: run_grid may hand it to worker processes) -----------------------
 
 class _Measure:
-    """The study's probes as one trainer callback. actlab.train builds its GPT inside, so the
-    probes bind at the first callback (that step's forward is then not seen, θ_0 still is)."""
+    """The study's probes as one trainer callback. They bind in `before_train` (actlab.train
+    calls it before the first forward pass), or else at the first callback."""
 
     def __init__(self, layers_of, every: int):
         self.layers_of, self.every = layers_of, every
@@ -119,6 +119,9 @@ class _Measure:
         consumers = [layer.consumer.weight for layer in layers]
         self.path = self.stack.enter_context(PathStraightness(consumers, every=10**9))
         self.path_all = self.stack.enter_context(PathStraightness(model, every=10**9))
+
+    def before_train(self, model) -> None:
+        self.bind(model)
 
     def after_backward(self, step: int, model) -> None:
         if self.acts is None:

@@ -101,9 +101,9 @@ PRESETS = {
 # -- one run (module level: run_grid may hand it to worker processes) -----------------------
 
 class _Probes:
-    """Gradient-norm and activation probes as one trainer callback. actlab.train builds its GPT
-    inside, so there the probes bind at the first callback, and step 0's forward-hook numbers
-    (pre-activation and branch gradients, saturation) are missing; weight gradients are not."""
+    """Gradient-norm and activation probes as one trainer callback. They bind to the model in
+    `before_train` (actlab.train calls it before the first forward pass, so step 0 is seen),
+    or else at the first callback."""
 
     def __init__(self, layers_of, every: int):
         self.layers_of, self.every = layers_of, every
@@ -118,6 +118,9 @@ class _Probes:
         self.weight = next(iter(layers[0].weights))  # the Linear feeding the activation
         self.grad = self.stack.enter_context(GradNormProbe(layers, every=self.every))
         self.acts = self.stack.enter_context(ActivationProbe(layers, every=self.every))
+
+    def before_train(self, model) -> None:
+        self.bind(model)
 
     def after_backward(self, step: int, model) -> None:
         if self.grad is None:

@@ -236,8 +236,6 @@ def caveats_for(ev: dict, preset: dict) -> list[str]:
         "and Kaiming (He et al. 2015) for relu, gelu, silu; Xavier has no gain for sigmoid's "
         "slope 1/4, so part of the MLP's decay is the init's (the full preset also runs the "
         "other init). The GPT uses GPT-2's N(0, 0.02) init for every activation.",
-        f"The GPT's forward-hook numbers (saturation, branch ratio) start at step "
-        f"{preset['gpt']['every']}: the probes attach at the trainer's first callback.",
         f"Budget: K = {preset['mlp']['steps']} (MLP) and {preset['gpt']['steps']} (GPT) steps, "
         f"{len(preset['seeds'])} seeds; a longer run could change the after-K numbers.",
     ]

@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Forward + backward time of every registry activation against a copy of the same bytes, and the
+memory a gated FFN block keeps for backward, eager against fused (src/actlab/activations/fused.py).
+
+Time. The floor is `y.copy_(x)` of N float32 values (read N, write N, into existing memory). Each
+activation runs forward then backward with a fixed grad_out: plain ones on N values, gated ones on
+N values in and N/2 out. Rounds are interleaved: in every round the copy is timed right before each
+activation's variants, and the ratio is taken within the round, then the median over rounds, so a
+shared machine's drift hits the copy and the activation alike. The `fresh clone` line is the price
+of new memory: with glibc's default allocator every tensor over 32 MiB is a fresh mapping that
+page-faults in on first touch, which no kernel can avoid; `--malloc heap` re-runs this script with
+GLIBC_TUNABLES set so freed memory is reused (what jemalloc or tcmalloc, which PyTorch's CPU tuning
+guide recommends, also do). Columns: eager (autograd through the module's ops), fused (the aten
+kernels of fused.py), compile (torch.compile'd kernels; compile s = the first call, compilation
+included, in this process; a warm inductor cache under /tmp shortens it).
+
+Memory. c_fc -> activation -> c_proj in training mode at width d and `--tokens` tokens: `kept` is
+what autograd saves for backward (saved_tensors_hooks; each storage once, parameters excluded),
+`peak` the most bytes alive at once during forward + backward among tensors made in the step
+(CPU: a dispatch mode that follows every op's outputs until they are freed; CUDA:
+torch.cuda.max_memory_allocated above the memory in use before the step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
+from _common import device_name, sync  # noqa: E402
+from actlab.activations import fused, get, names  # noqa: E402
+
+HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
+COLS = 4096  # last dimension of the timed tensors (gated: 2h = 4096 in, h = 2048 out)
+
+
+def _time(fn, device, reps: int) -> float:
+    """Best of `reps` synchronised calls, in ms (after one untimed call)."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def _fwd_bwd(act: nn.Module, x: torch.Tensor, grad: torch.Tensor):
+    def step():
+        x.grad = None  # the first backward then hands its tensor over: no accumulation pass
+        act(x).backward(grad)
+    return step
+
+
+def time_activations(args, device) -> list[dict]:
+    n = args.numel - args.numel % COLS
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n // COLS, COLS, generator=gen).to(device).requires_grad_()
+    grad_full = torch.randn(n // COLS, COLS, generator=gen).to(device)
+    grad_half = grad_full[:, : COLS // 2].contiguous()
+    src, dst = x.detach().clone(), torch.empty_like(x)
+    wanted = args.acts.split(",") if args.acts else names()
+    rows = []
+    for name in wanted:
+        gated = name in names(gated=True)
+        variants = {"eager": get(name)}
+        if gated:
+            variants["eager"].mode = "eager"
+            variants["fused"] = get(name)
+            variants["fused"].mode = "fused"
+            if args.compile:
+                variants["compile"] = get(name)
+                variants["compile"].mode = "compile"
+        grad = grad_half if gated else grad_full
+        row = {"act": name, "gated": gated, "ms": {}, "ratio": {}}
+        if "compile" in variants:  # the first call compiles: time it alone, once
+            sync(device)
+            t0 = time.perf_counter()
+            _fwd_bwd(variants["compile"], x, grad)()
+            sync(device)
+            row["compile_s"] = time.perf_counter() - t0
+        per_round = {k: [] for k in ("copy", *variants)}
+        for _ in range(args.rounds):
+            copy_ms = _time(lambda: dst.copy_(src), device, args.reps)
+            per_round["copy"].append(copy_ms)
+            for key, act in variants.items():
+                per_round[key].append(_time(_fwd_bwd(act, x, grad), device, args.reps) / copy_ms)
+        row["copy_ms"] = statistics.median(per_round["copy"])
+        for key in variants:
+            row["ratio"][key] = statistics.median(per_round[key])
+            row["ms"][key] = row["ratio"][key] * row["copy_ms"]
+        rows.append(row)
+        if not args.json:
+            print(_time_line(row), flush=True)
+    return rows
+
+
+def fresh_memory_ratio(args, device) -> float:
+    """Time of a clone into new memory over a copy into existing memory, N values."""
+    x = torch.randn(args.numel, device=device)
+    y = torch.empty_like(x)
+    ratios = [_time(x.clone, device, args.reps) / _time(lambda: y.copy_(x), device, args.reps)
+              for _ in range(args.rounds)]
+    return statistics.median(ratios)
+
+
+class LiveBytes(TorchDispatchMode):
+    """Peak bytes held by tensors that ops made under this mode, each storage counted once."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # After the op, its inputs are still referenced here, so inputs and output both count.
+        self.live = {k: v for k, v in self.live.items() if not v[0].expired()}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                ref = StorageWeakRef(storage)
+                self.live.setdefault(ref.cdata, (ref, storage.nbytes()))
+        self.peak = max(self.peak, sum(n for _, n in self.live.values()))
+        return out
+
+
+def ffn_memory(args, device) -> list[dict]:
+    d = args.width
+    rows = []
+    for name in [*names(gated=True), "gelu"]:
+        gated = name in names(gated=True)
+        hidden = round(4 * d * 2 / 3) if gated else 4 * d  # model.mlp_hidden's widths
+        torch.manual_seed(0)
+        fc = nn.Linear(d, 2 * hidden if gated else hidden).to(device)
+        proj = nn.Linear(hidden, d).to(device)
+        act = get(name)
+        params = [*fc.parameters(), *proj.parameters()]
+        skip = {p.untyped_storage().data_ptr() for p in params}
+        x = torch.randn(args.tokens, d, device=device, requires_grad=True)
+        grad = torch.randn(args.tokens, d, device=device)
+        row = {"act": name, "hidden": hidden, "kept": {}, "peak": {}}
+        for mode in ("eager", "fused"):
+            act.mode = mode
+            kept: dict[int, int] = {}
+
+            def pack(t):
+                ptr = t.untyped_storage().data_ptr()
+                if ptr not in skip:
+                    kept[ptr] = t.untyped_storage().nbytes()
+                return t
+
+            for p in [x, *params]:
+                p.grad = None
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+            tracker = LiveBytes() if device.type == "cpu" else None
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                if tracker is not None:
+                    with tracker:
+                        fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
+                else:
+                    fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
+            row["kept"][mode] = sum(kept.values())
+            row["peak"][mode] = (tracker.peak if tracker is not None
+                                 else torch.cuda.max_memory_allocated(device) - base)
+        row["kept_ratio"] = row["kept"]["fused"] / row["kept"]["eager"]
+        row["peak_ratio"] = row["peak"]["fused"] / row["peak"]["eager"]
+        rows.append(row)
+    return rows
+
+
+def _time_line(row: dict) -> str:
+    r, ms = row["ratio"], row["ms"]
+    cells = [f"{row['act']:<17}", f"{row['copy_ms']:7.2f}"]
+    for key in ("eager", "fused", "compile"):
+        cells.append(f"{ms[key]:8.1f} {r[key]:6.2f}x" if key in r else f"{'-':>8} {'-':>7}")
+    cells.append(f"{row['compile_s']:6.1f}" if "compile_s" in row else f"{'-':>6}")
+    return "  ".join(cells)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--numel", type=int, default=16 * 2**20,
+                   help="values per activation input (default 16M = 64 MiB of float32)")
+    p.add_argument("--acts", default="", help="comma-separated registry names (default: all)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
+    p.add_argument("--reps", type=int, default=3, help="timed calls per round (best taken)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip the torch.compile column (saves its compilation time)")
+    p.add_argument("--width", type=int, default=384, help="FFN block width d (hidden: 8d/3 gated, 4d)")
+    p.add_argument("--tokens", type=int, default=2048, help="tokens in the memory measurement")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("--malloc", choices=("inherit", "heap"), default="inherit",
+                   help="heap: re-run with glibc's allocator reusing freed memory (GLIBC_TUNABLES)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.malloc == "heap" and os.environ.get("GLIBC_TUNABLES") != HEAP_TUNABLES:
+        env = dict(os.environ, GLIBC_TUNABLES=HEAP_TUNABLES)
+        os.execve(sys.executable, [sys.executable, __file__, *(argv or sys.argv[1:])], env)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    info = {
+        "device": device_name(device), "torch": torch.__version__, "threads": args.threads,
+        "numel": args.numel, "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "malloc": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "LD_PRELOAD")},
+        "fused_env": os.environ.get(fused.ENV, ""),
+    }
+    if not args.json:
+        print(f"{info['device']}, torch {info['torch']}, {args.threads} thread(s), "
+              f"load {info['load_avg_1min']}, allocator env {info['malloc']}")
+    info["fresh_clone_over_copy"] = fresh_memory_ratio(args, device)
+    if not args.json:
+        print(f"fresh clone of {args.numel:,} values = {info['fresh_clone_over_copy']:.2f}x a copy "
+              "into existing memory\n")
+        print(f"{'activation':<17}  {'copy ms':>7}  {'eager ms':>8} {'ratio':>7}  "
+              f"{'fused ms':>8} {'ratio':>7}  {'comp ms':>8} {'ratio':>7}  {'comp s':>6}")
+    info["timing"] = time_activations(args, device)
+    info["memory"] = ffn_memory(args, device)
+    info["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return info
+    print(f"\ngated FFN block c_fc -> act -> c_proj, d={args.width}, {args.tokens} tokens, MiB "
+          "(kept: saved for backward; peak: most alive during forward + backward)")
+    print(f"{'activation':<10} {'hidden':>6}  {'kept eager':>10} {'fused':>7} {'ratio':>6}  "
+          f"{'peak eager':>10} {'fused':>7} {'ratio':>6}")
+    mib = 2.0**20
+    for row in info["memory"]:
+        print(f"{row['act']:<10} {row['hidden']:>6}  {row['kept']['eager'] / mib:10.1f} "
+              f"{row['kept']['fused'] / mib:7.1f} {row['kept_ratio']:6.3f}  "
+              f"{row['peak']['eager'] / mib:10.1f} {row['peak']['fused'] / mib:7.1f} "
+              f"{row['peak_ratio']:6.3f}")
+    print(f"\nload average at the end: {info['load_avg_1min_end']}")
+    return info
+
+
+if __name__ == "__main__":
+    main()

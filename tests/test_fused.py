@@ -1,0 +1,235 @@
+"""Fused gated activations and act + c_proj: same numbers as eager autograd, less memory kept."""
+import pytest
+import torch
+from torch import nn
+
+from actlab.activations import fused, get, names
+
+GATED = names(gated=True)
+# Plain entries whose act_linear recomputes (they keep more than their output), and a formula.
+PLAIN = ["gelu", "silu", "quick_gelu", "x * tanh(x)"]
+D, H = 12, 32  # block width and hidden width: tiny, and d != h so the counts tell them apart
+
+
+def _x(*shape, scale=1.0, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).to(dtype)
+
+
+def _block(name, seed=0):
+    torch.manual_seed(seed)
+    act = get(name)
+    width = 2 * H if name in GATED else H
+    return nn.Linear(D, width), act, nn.Linear(H, D)
+
+
+def _forward(block, x, mode):
+    """c_proj(act(c_fc(x))) with `mode` for both the activation and its fusion with c_proj."""
+    fc, act, proj = block
+    act.mode = mode
+    return fused.act_linear(act, fc(x), proj, mode=mode)
+
+
+def _run_block(block, x, mode):
+    """Output and the gradients of x and of every weight and bias, for a fixed grad_out."""
+    fc, act, proj = block
+    x = x.detach().clone().requires_grad_()
+    out = _forward(block, x, mode)
+    out.backward(_x(*out.shape, seed=1, dtype=out.dtype))
+    params = [*fc.parameters(), *proj.parameters()]
+    grads = [x.grad] + [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    return [out.detach(), *grads]
+
+
+def _saved_bytes(fn, params) -> int:
+    """Bytes autograd keeps for backward: saved tensors, each storage once, parameters excluded."""
+    skip = {p.untyped_storage().data_ptr() for p in params}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            kept[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("name", GATED)
+@pytest.mark.parametrize("scale", [1.0, 400.0])
+def test_gated_act_matches_eager_and_stays_finite(name, scale):
+    # scale 400: every gate saturates (sigmoid to exactly 0 or 1) and nothing overflows.
+    x = _x(3, 5, 2 * H, scale=scale)
+    grad_out = _x(3, 5, H, seed=1)
+    results = {}
+    for mode in ("eager", "fused"):
+        act = get(name)
+        act.mode = mode
+        leaf = x.clone().requires_grad_()
+        out = act(leaf)
+        out.backward(grad_out)
+        results[mode] = (out.detach(), leaf.grad)
+    for fused_t, eager_t in zip(results["fused"], results["eager"]):
+        assert torch.isfinite(fused_t).all()
+        torch.testing.assert_close(fused_t, eager_t)
+
+
+@pytest.mark.parametrize("name", GATED + PLAIN)
+def test_act_linear_matches_eager(name):
+    block = _block(name)
+    x = _x(4, 3, D)
+    for fused_t, eager_t in zip(_run_block(block, x, "fused"), _run_block(block, x, "eager")):
+        torch.testing.assert_close(fused_t, eager_t)
+
+
+@pytest.mark.parametrize("gate", sorted(fused.GATES))
+def test_gradcheck_float64(gate):
+    x = _x(2, 3, 8, dtype=torch.float64).requires_grad_()
+    w = _x(5, 4, seed=2, dtype=torch.float64).requires_grad_()
+    b = _x(5, seed=3, dtype=torch.float64).requires_grad_()
+    linear = fused._gated_linear_function("cpu")
+    for fn, inputs in (
+        (lambda t: fused.GatedAct.apply(t, gate, "fused"), (x,)),
+        (lambda *t: linear.apply(*t, gate, "fused"), (x, w, b)),
+    ):
+        assert torch.autograd.gradcheck(fn, inputs)
+        assert torch.autograd.gradgradcheck(fn, inputs)  # backward(create_graph=True) works
+
+
+@pytest.mark.parametrize("gate", sorted(fused.GATES))
+def test_traced_math_equals_the_kernels(gate):
+    # The functional math is what torch.compile traces and create_graph=True differentiates;
+    # the in-place kernels are the default path. Both must give the same numbers.
+    x, grad = _x(3, 5, 2 * H, scale=4.0), _x(3, 5, H, seed=1)
+    torch.testing.assert_close(fused._forward_math(x, gate), fused._forward_kernels(x, gate))
+    torch.testing.assert_close(fused._backward_math(x, grad, gate), fused._backward_kernels(x, grad, gate))
+
+
+def test_plain_act_linear_gradcheck_float64():
+    x = _x(2, 3, 4, dtype=torch.float64).requires_grad_()
+    proj = nn.Linear(4, 5).double()
+    act = get("quick_gelu")  # three ops, none with a fused backward: autograd's own
+    assert fused._recomputable(act)
+    fn = lambda t: fused.act_linear(act, t, proj, mode="fused")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_fused_ffn_keeps_at_most_0_7_of_eager(name):
+    # Per token, eager keeps the block input (d), c_fc's output (2h, through the gate and up
+    # views), f(gate) (h) and the product (h): d + 4h; the bilinear gate has no f(gate): d + 3h.
+    # The fused act + c_proj keeps c_fc's output only: d + 2h.
+    block = _block(name)
+    x = _x(4, 3, D).requires_grad_()
+    params = [p for layer in block for p in layer.parameters()]
+    kept = {
+        mode: _saved_bytes(lambda m=mode: _forward(block, x, m), params)
+        for mode in ("eager", "fused")
+    }
+    per_token = 4 * 4 * 3  # float32 bytes times tokens
+    eager_width = D + (3 if name == "bilinear" else 4) * H
+    assert kept["eager"] == eager_width * per_token
+    assert kept["fused"] == (D + 2 * H) * per_token
+    if name != "bilinear":  # 76 / 140 = 0.54; bilinear: 76 / 108 = 0.70, just above 0.7
+        assert kept["fused"] <= 0.7 * kept["eager"]
+
+
+def test_plain_mlp_keeps_less_and_relu_is_left_alone():
+    # gelu keeps its input and c_proj its output: d + 2h; fused: d + h. relu keeps only its output,
+    # which c_proj keeps too (d + h either way), so act_linear does not recompute it.
+    x = _x(4, 3, D).requires_grad_()
+    per_token = 4 * 4 * 3
+    for name, eager_width, fused_width in (("gelu", D + 2 * H, D + H), ("relu", D + H, D + H)):
+        block = _block(name)
+        params = [p for layer in block for p in layer.parameters()]
+        for mode, width in (("eager", eager_width), ("fused", fused_width)):
+            got = _saved_bytes(lambda m=mode: _forward(block, x, m), params)
+            assert got == width * per_token, (name, mode)
+
+
+def test_environment_switch_gives_the_same_numbers(monkeypatch):
+    block = _block("swiglu")
+    x = _x(4, 3, D)
+    params = [p for layer in block for p in layer.parameters()]
+    per_mode = {}
+    for value in ("0", "1"):
+        monkeypatch.setenv(fused.ENV, value)
+        per_mode[value] = _run_block(block, x, None)
+        kept = _saved_bytes(lambda: _forward(block, x, None), params)
+        assert kept == (D + (4 if value == "0" else 2) * H) * 4 * 12  # the switch took effect
+    for on, off in zip(per_mode["1"], per_mode["0"]):
+        torch.testing.assert_close(on, off)
+    monkeypatch.setenv(fused.ENV, "2")
+    with pytest.raises(ValueError, match="ACTLAB_FUSED"):
+        block[1](torch.zeros(2, 2 * H))
+
+
+def test_failed_compile_warns_once_and_falls_back(monkeypatch):
+    def broken():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_compiled", broken)
+    monkeypatch.setattr(fused, "_compile_failure", [])
+    block = _block("geglu")
+    x = _x(4, 3, D)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler") as record:
+        compiled = _run_block(block, x, "compile")
+        _run_block(block, x, "compile")
+    assert len(record) == 1
+    for got, want in zip(compiled, _run_block(block, x, "eager")):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.slow
+def test_compiled_kernels_match_eager():
+    # torch.compile takes seconds (cold cache: tens of seconds), hence one tiny case.
+    block = _block("swiglu")
+    x = _x(4, 3, D)
+    for got, want in zip(_run_block(block, x, "compile"), _run_block(block, x, "eager")):
+        torch.testing.assert_close(got, want)
+    assert not fused._compile_failure
+
+
+def test_hooks_see_the_unfused_calls():
+    # A probe hooking the gate function or the activation must see them run, with their values.
+    fc, act, proj = _block("swiglu")
+    x = _x(4, 3, D).requires_grad_()
+    seen = {}
+
+    def keep(key):
+        def hook(module, args, out):
+            seen[key] = (args[0], out)  # returns None: the output is unchanged
+        return hook
+
+    handles = [act.gate_fn.register_forward_hook(keep("gate")), act.register_forward_hook(keep("act"))]
+    try:
+        out = fused.act_linear(act, fc(x), proj, mode="fused")
+    finally:
+        for handle in handles:
+            handle.remove()
+    h_in, h_out = seen["act"]
+    g, up = h_in.chunk(2, dim=-1)
+    torch.testing.assert_close(seen["gate"][1], torch.nn.functional.silu(g))
+    torch.testing.assert_close(h_out, seen["gate"][1] * up)
+    torch.testing.assert_close(out, proj(h_out))
+
+
+def test_autocast_bfloat16_matches_eager():
+    block = _block("swiglu")
+    x = _x(4, 3, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = _run_block(block, x, "fused"), _run_block(block, x, "eager")
+    assert got[0].dtype == torch.bfloat16
+    assert [t.dtype for t in got[1:]] == [torch.float32] * 5  # x, c_fc W, b, c_proj W, b
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=2e-2, atol=2e-2)
+
+
+def test_same_seed_gives_bitwise_equal_gradients():
+    runs = [_run_block(_block("glu", seed=7), _x(4, 3, D, seed=7), "fused") for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
