@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: install
+	$(VENV)/bin/ruff check --select F,E9 src tests benchmarks scripts
 	$(PY) -m pytest -q
 
 test-fast: install

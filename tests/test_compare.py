@@ -2,7 +2,6 @@
 and (slow) that it keeps to a wall-clock budget."""
 
 import json
-import math
 import random
 import time
 

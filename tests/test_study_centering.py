@@ -11,7 +11,7 @@ from actlab.stats import mean_ci
 from actlab.store import Store
 from actlab.studies import base
 from actlab.studies import centering as c
-from actlab.studies.centering_figures import band
+from actlab.stats import mean_band as band
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -34,3 +34,15 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
     else:
         p = float(sps.ttest_rel(a, b).pvalue)
     return {"diff": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "p": p, "n": ci["n"]}
+
+
+def mean_band(rows: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of a (seeds, points) array and the Student-t half-width of each, as in
+    `mean_ci`; NaNs are ignored, and the half-width is 0 with one seed (no interval exists)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    mean = np.nanmean(rows, axis=0)
+    n = rows.shape[0]
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    half = sps.t.ppf(0.5 + level / 2, n - 1) * np.nanstd(rows, axis=0, ddof=1) / math.sqrt(n)
+    return mean, half

@@ -3,25 +3,29 @@ only their input for backward and recompute the activation there.
 
 Memory. Eager autograd keeps, per token, for c_fc -> f(gate) * up -> c_proj: the block input (d),
 c_fc's output (2h, through the gate and up views), f(gate) (h) and the product (h, c_proj's input):
-d + 4h. `gated_act` keeps only its 2h input (d + 3h, with c_proj still keeping the product);
-`act_linear` fuses the activation with c_proj and keeps 2h plus c_proj's weight, which is a
-parameter and costs nothing extra: d + 2h, 0.54x eager at h = 8d/3. Recomputing cheap elementwise
-work in backward instead of storing it is the selective recomputation of Korthikanti et al. 2022,
-"Reducing Activation Recomputation in Large Transformer Models" (arXiv:2205.05198); Liger-Kernel
-(Hsu et al. 2024, arXiv:2410.10989) does the same for SwiGLU on GPU.
+d + 4h. `GatedAct` keeps only its 2h input (d + 3h, as c_proj still keeps the product);
+`act_linear` fuses the activation with c_proj and keeps 2h plus c_proj's weight, a parameter that
+costs nothing extra: d + 2h, 0.54x eager at h = 8d/3 (0.70x for the bilinear gate, which has no
+f(gate) to drop; 0.72x for a whole 6-layer SwiGLU GPT, attention included). Recomputing cheap
+elementwise work in backward instead of storing it is the selective recomputation of Korthikanti
+et al. 2022, "Reducing Activation Recomputation in Large Transformer Models" (arXiv:2205.05198);
+Liger-Kernel (Hsu et al. 2024, arXiv:2410.10989) does the same for SwiGLU on GPU.
 
-Speed. Each Function writes its results into preallocated outputs with one aten kernel per pass,
-the same kernels eager autograd runs (silu_backward, gelu_backward, ...), in the same order, so
-results equal eager's up to float32 rounding, and the chunk/cat copies and intermediate tensors of
-eager autograd are never allocated. On a 2-core CPU at 16M values that halved a SwiGLU's
-forward + backward (24x -> 14x a copy's time, glibc's default allocator, which maps every fresh
-large tensor and page-faults it in: a fresh `clone` alone costs 9x a copy); with an allocator that
-reuses memory both are near 6x and torch.compile's one-loop kernels reach 3-5x.
+Speed. The Functions write into preallocated outputs with one aten kernel per pass, the kernels
+eager autograd runs (sigmoid_backward, gelu_backward, ...) in the same order, so results equal
+eager's up to float32 rounding, and eager's intermediate tensors and final cat are never made.
+Measured with benchmarks/activation_kernels.py (16M values, one thread, 2-core CPU), forward +
+backward over a copy's time: with glibc's default allocator, where every fresh tensor over 32 MiB
+is a new mapping that page-faults in (a fresh clone costs 5-9x a copy), gated entries go from
+16-25x (eager) to 10-15x (fused); with an allocator that reuses memory, eager is 3.5-6.7x, fused
+3.0-7.8x (no allocation left to save, one recomputed f(gate) to pay) and torch.compile 2.5-4.5x.
+In a GPT training step the activation is a few percent of the time: fused and compile steps
+were within 4% of eager's.
 
-Choice, by measurement (benchmarks/activation_kernels.py): the default is `fused` (aten kernels,
-no compilation). `compile` runs the same math through torch.compile (inductor: one fused loop for
-forward, one for backward), faster per call but 3-20 s of compilation per gate, dtype and device
-in each new process, which a smoke run or a sweep worker never earns back on CPU. Modes:
+Choice: the default is `fused`, memory for free and no compiler. `compile` runs the same math
+through torch.compile (inductor: one loop for forward, one for backward): 3-7 s of start-up in
+each process (about 20 s with a cold cache under /tmp) that a smoke run or a sweep worker never
+earns back on CPU, so it is opt-in. Modes:
 
     eager    the plain module composition f(gate) * up, then c_proj (the reference)
     fused    the Functions above with aten kernels (default)
@@ -31,7 +35,8 @@ in each new process, which a smoke run or a sweep worker never earns back on CPU
 A module's `mode` attribute picks one; None (the default) follows the environment variable
 ACTLAB_FUSED = 0 | 1 | compile (eager | fused | compile), read on every call. The fused paths run
 only where nothing can tell the difference: no hook on the activation's gate function (or, for
-`act_linear`, on the activation or the linear layer), a CPU or CUDA floating tensor.
+`act_linear`, on the activation or the linear layer), a CPU or CUDA floating tensor. Double
+backward (create_graph=True) works: backward then runs the differentiable math.
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ from torch.nn.modules import module as _module
 ENV = "ACTLAB_FUSED"
 _ENV_VALUES = {"0": "eager", "1": "fused", "compile": "compile"}
 MODES = ("eager", "fused", "compile")
-_DEVICES = ("cpu", "cuda")  # where torch.amp.custom_fwd/custom_bwd and the kernels are tested
+_DEVICES = ("cpu", "cuda")  # the device types these kernels and the autocast handling are for
 
 _aten = torch.ops.aten
 
@@ -311,14 +316,6 @@ def hooked(*modules: nn.Module) -> bool:
 def fusable(gate: str, x: Tensor) -> bool:
     """Whether the fused kernels cover this gate and tensor."""
     return gate in GATES and x.device.type in _DEVICES and x.dtype.is_floating_point
-
-
-def gated_act(x: Tensor, gate: str, mode: str | None = None) -> Tensor:
-    """f(gate) * up for x = [gate, up] on the last dimension; `gate` names f in GATES."""
-    mode = resolve_mode(mode)
-    if mode == "eager" or not fusable(gate, x):
-        return _forward_math(x, gate)
-    return GatedAct.apply(x, gate, mode)
 
 
 def act_linear(act: nn.Module, x: Tensor, linear: nn.Linear, mode: str | None = None) -> Tensor:

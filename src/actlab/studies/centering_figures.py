@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
-from scipy import stats as sps
 
 from actlab.figures import new_figure, save
+from actlab.stats import mean_band
 
 ACT_COLORS = {"sigmoid": "tab:red", "sigmoid_centered": "tab:blue", "tanh": "tab:green"}
 ACT_LABELS = {"sigmoid": "sigmoid", "sigmoid_centered": "sigmoid - 1/2", "tanh": "tanh"}
@@ -25,15 +25,6 @@ def _eval_runs(results: list[dict], setting: str, act: str) -> list[dict]:
             and r["params"]["optimizer"] == optimizer and r["params"]["act"] == act]
 
 
-def band(rows: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Column means of (seeds, points) and the Student-t half-width (as actlab.stats.mean_ci;
-    0 with one seed, where no interval exists)."""
-    mean = np.nanmean(rows, axis=0)
-    n = rows.shape[0]
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    half = sps.t.ppf(0.5 + level / 2, n - 1) * np.nanstd(rows, axis=0, ddof=1) / math.sqrt(n)
-    return mean, half
 
 
 def _per_layer(results, settings, key: str, ylabel: str, title: str, path: Path) -> str:
@@ -48,7 +39,7 @@ def _per_layer(results, settings, key: str, ylabel: str, title: str, path: Path)
             if not rows:
                 continue
             width = min(len(r) for r in rows)
-            mean, half = band(np.asarray([r[:width] for r in rows], dtype=float))
+            mean, half = mean_band(np.asarray([r[:width] for r in rows], dtype=float))
             x = np.arange(width)
             ax.errorbar(x, mean, yerr=half, marker="o", ms=3, capsize=2,
                         color=ACT_COLORS[act], label=ACT_LABELS[act])
@@ -81,7 +72,7 @@ def loss_curves(results, settings, path: Path) -> str:
             steps = min(len(c) for c in curves)
             window = max(1, steps // 25)
             rows = np.asarray([_smooth(c[:steps], window) for c in curves])
-            mean, half = band(rows)
+            mean, half = mean_band(rows)
             x = np.arange(rows.shape[1]) + (window - 1)  # a window ends at its last step
             color = ACT_COLORS[act]
             ax.plot(x, mean, color=color, label=ACT_LABELS[act], lw=1.2)

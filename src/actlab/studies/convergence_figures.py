@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 from actlab.figures import new_figure, save
+from actlab.stats import mean_band
 
 
 def colors(acts) -> dict[str, tuple]:
@@ -30,14 +30,6 @@ def colors(acts) -> dict[str, tuple]:
     return out
 
 
-def band(rows: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Column means of (seeds, points) and the Student-t half-width (0 with one seed)."""
-    mean = np.nanmean(rows, axis=0)
-    n = rows.shape[0]
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    half = sps.t.ppf(0.5 + level / 2, n - 1) * np.nanstd(rows, axis=0, ddof=1) / math.sqrt(n)
-    return mean, half
 
 
 def loss_curves(runs: dict[str, dict], order: list[str], path: Path, title: str) -> str:
@@ -53,7 +45,7 @@ def loss_curves(runs: dict[str, dict], order: list[str], path: Path, title: str)
             continue
         width = min(len(c[0]) for c in curves)
         x = np.asarray(curves[0][0][:width])
-        mean, half = band(np.asarray([c[1][:width] for c in curves], dtype=float))
+        mean, half = mean_band(np.asarray([c[1][:width] for c in curves], dtype=float))
         ax.plot(x, mean, color=col[act], lw=2.2 if act == "sigmoid" else 1.2, label=act)
         ax.fill_between(x, mean - half, mean + half, color=col[act], alpha=0.15, lw=0)
     ax.set_xlabel("step")

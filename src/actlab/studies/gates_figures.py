@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 from actlab.figures import new_figure, save
+from actlab.stats import mean_band
 
 COLORS = {
     "gelu": "black", "sigmoid": "tab:red", "glu": "tab:orange", "reglu": "tab:green",
@@ -83,13 +83,6 @@ def paired_differences(ev: dict, path: Path) -> str:
     return save(fig, path)
 
 
-def _band(rows: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.nanmean(rows, axis=0)
-    n = rows.shape[0]
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    half = sps.t.ppf(0.5 + level / 2, n - 1) * np.nanstd(rows, axis=0, ddof=1) / math.sqrt(n)
-    return mean, half
 
 
 def loss_curves(results: list[dict], ev: dict, path: Path) -> str:
@@ -108,7 +101,7 @@ def loss_curves(results: list[dict], ev: dict, path: Path) -> str:
                 continue
             steps = sorted(set.intersection(*(set(c) for c in curves.values())))
             rows = np.asarray([[c[s] for s in steps] for c in curves.values()], dtype=float)
-            mean, half = _band(rows)
+            mean, half = mean_band(rows)
             x = np.asarray(steps) + 1
             ax.plot(x, mean, color=COLORS[v], label=_label(ev, v, family), lw=1.2)
             ax.fill_between(x, mean - half, mean + half, color=COLORS[v], alpha=0.2, lw=0)
