@@ -24,6 +24,7 @@ torch.cuda.max_memory_allocated above the memory in use before the step).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -156,34 +157,43 @@ def ffn_memory(args, device) -> list[dict]:
         row = {"act": name, "hidden": hidden, "kept": {}, "peak": {}}
         for mode in ("eager", "fused"):
             act.mode = mode
-            kept: dict[int, int] = {}
-
-            def pack(t):
-                ptr = t.untyped_storage().data_ptr()
-                if ptr not in skip:
-                    kept[ptr] = t.untyped_storage().nbytes()
-                return t
-
             for p in [x, *params]:
                 p.grad = None
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                torch.cuda.reset_peak_memory_stats(device)
-                base = torch.cuda.memory_allocated(device)
-            tracker = LiveBytes() if device.type == "cpu" else None
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                if tracker is not None:
-                    with tracker:
-                        fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
-                else:
-                    fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
-            row["kept"][mode] = sum(kept.values())
-            row["peak"][mode] = (tracker.peak if tracker is not None
-                                 else torch.cuda.max_memory_allocated(device) - base)
+            step = functools.partial(_ffn_step, act, fc, proj, x, grad, mode)
+            row["kept"][mode], row["peak"][mode] = _step_memory(step, skip, device)
         row["kept_ratio"] = row["kept"]["fused"] / row["kept"]["eager"]
         row["peak_ratio"] = row["peak"]["fused"] / row["peak"]["eager"]
         rows.append(row)
     return rows
+
+
+def _ffn_step(act, fc, proj, x, grad, mode) -> None:
+    fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
+
+
+def _step_memory(step, skip: set[int], device) -> tuple[int, int]:
+    """(bytes saved for backward, peak bytes alive) over one call of `step`."""
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in skip:
+            kept[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        with hooks:
+            step()
+        torch.cuda.synchronize(device)
+        return sum(kept.values()), torch.cuda.max_memory_allocated(device) - base
+    tracker = LiveBytes()
+    with hooks, tracker:
+        step()
+    return sum(kept.values()), tracker.peak
 
 
 def _time_line(row: dict) -> str:
@@ -195,6 +205,10 @@ def _time_line(row: dict) -> str:
     return "  ".join(cells)
 
 
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--numel", type=int, default=16 * 2**20,
@@ -204,13 +218,15 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=3, help="timed calls per round (best taken)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="skip the torch.compile column (saves its compilation time)")
-    p.add_argument("--width", type=int, default=384, help="FFN block width d (hidden: 8d/3 gated, 4d)")
+    p.add_argument("--width", type=int, default=384,
+                   help="FFN block width d (hidden: 8d/3 gated, 4d plain)")
     p.add_argument("--tokens", type=int, default=2048, help="tokens in the memory measurement")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--malloc", choices=("inherit", "heap"), default="inherit",
                    help="heap: re-run with glibc's allocator reusing freed memory (GLIBC_TUNABLES)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the tables")
     return p.parse_args(argv)
 
 
@@ -223,7 +239,7 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     info = {
         "device": device_name(device), "torch": torch.__version__, "threads": args.threads,
-        "numel": args.numel, "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "numel": args.numel, "load_avg_1min": _load(),
         "malloc": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "LD_PRELOAD")},
         "fused_env": os.environ.get(fused.ENV, ""),
     }
@@ -238,7 +254,7 @@ def main(argv=None) -> dict:
               f"{'fused ms':>8} {'ratio':>7}  {'comp ms':>8} {'ratio':>7}  {'comp s':>6}")
     info["timing"] = time_activations(args, device)
     info["memory"] = ffn_memory(args, device)
-    info["load_avg_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    info["load_avg_1min_end"] = _load()
     if args.json:
         print(json.dumps(info, indent=2))
         return info

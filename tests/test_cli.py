@@ -119,3 +119,10 @@ def test_help_explains_units_and_defaults(capsys):
     assert exc.value.code == 0
     for text in ("context length in tokens", "default: 200", "sequences per step", "--tokenizer"):
         assert text in out
+
+
+def test_activation_lists_keep_formulas_with_commas_whole():
+    from actlab.cli.studies import split_top_level
+
+    assert split_top_level("gelu, max(x, 0),swiglu") == ["gelu", "max(x, 0)", "swiglu"]
+    assert split_top_level("x * sigmoid(1.702 * x)") == ["x * sigmoid(1.702 * x)"]

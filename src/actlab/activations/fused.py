@@ -43,7 +43,8 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -185,12 +186,12 @@ def _run(which: int, gate: str, mode: str, *args: Tensor) -> Tensor:
     if torch.compiler.is_compiling() or torch.is_grad_enabled():
         # Inside a caller's torch.compile: let it trace the plain math into its own graph.
         # Grad mode on inside a Function means backward(create_graph=True): the plain math is
-        # differentiable (eager's backward ops have their own derivatives), so double backward works.
+        # differentiable (eager's backward ops have their own derivatives): double backward works.
         return (_forward_math, _backward_math)[which](*args, gate=gate)
     if mode == "compile" and not _compile_failure:
         try:
             return _compiled()[which](*args, gate=gate)
-        except Exception as err:  # no compiler, unsupported platform, ...: never a crash
+        except Exception as err:  # noqa: BLE001  (no compiler, unsupported platform: never a crash)
             _compile_failure.append(f"{type(err).__name__}: {err}".splitlines()[0])
             warnings.warn(
                 f"torch.compile failed ({_compile_failure[0]}); {ENV}=compile falls back to "
@@ -281,7 +282,7 @@ def _plain_linear_function(device_type: str) -> type[torch.autograd.Function]:
         @torch.amp.custom_bwd(device_type=device_type)
         def backward(ctx, grad):
             x, weight = ctx.saved_tensors
-            create_graph = torch.is_grad_enabled()  # backward(create_graph=True): stay differentiable
+            create_graph = torch.is_grad_enabled()  # backward(create_graph=True)
             with torch.enable_grad():
                 leaf = x if create_graph else x.detach().requires_grad_(ctx.needs_input_grad[0])
                 a = ctx.act(leaf)
@@ -366,8 +367,8 @@ def _keeps_more_than_output(act: nn.Module) -> bool:
     if key not in _KEEPS_MORE:
         kept: list[Tensor] = []
         # Asked with autograd on, even from an evaluation under no_grad or inference_mode.
-        with torch.inference_mode(False), torch.enable_grad(), \
-                torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t)
+        with torch.inference_mode(False), torch.enable_grad(), hooks:
             y = act(torch.linspace(-2.0, 2.0, 4, requires_grad=True))
         ptr = y.untyped_storage().data_ptr()
         _KEEPS_MORE[key] = any(t.untyped_storage().data_ptr() != ptr for t in kept)

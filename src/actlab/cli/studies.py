@@ -86,6 +86,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_top_level(text: str) -> list[str]:
+    """'gelu,max(x, 0),swiglu' -> ['gelu', 'max(x, 0)', 'swiglu']: commas inside a formula's
+    parentheses do not separate activations."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    parts.append(current.strip())
+    return [p for p in parts if p]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -93,7 +108,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     budget = parse_budget(args.budget)
     out = Path(args.out or "results/compare")
-    ranking = run_compare(args.data, [a.strip() for a in args.acts.split(",")], budget, args.seeds, out,
+    ranking = run_compare(args.data, split_top_level(args.acts), budget, args.seeds, out,
                           progress=not args.quiet and sys.stderr.isatty(), lr=args.lr,
                           tokenizer=args.tokenizer, device=args.device, workers=args.workers)
     print(format_table(ranking))
