@@ -18,7 +18,10 @@ Memory. c_fc -> activation -> c_proj in training mode at width d and `--tokens` 
 what autograd saves for backward (saved_tensors_hooks; each storage once, parameters excluded),
 `peak` the most bytes alive at once during forward + backward among tensors made in the step
 (CPU: a dispatch mode that follows every op's outputs until they are freed; CUDA:
-torch.cuda.max_memory_allocated above the memory in use before the step).
+torch.cuda.max_memory_allocated above the memory in use before the step), for one block and for
+`--layers` residual blocks x + ffn(x) in a row. One block's peak is mostly its backward's transient
+tensors, which fusion cannot remove; in a stack every block's kept tensors are alive at once, so
+the peak ratio moves towards the kept ratio, as in a model.
 """
 
 from __future__ import annotations
@@ -141,34 +144,41 @@ class LiveBytes(TorchDispatchMode):
 
 
 def ffn_memory(args, device) -> list[dict]:
+    """Kept and peak bytes of one FFN block, and the peak of `--layers` residual blocks in a row
+    (x + ffn(x), as in the model), where every block's kept tensors are alive at once."""
     d = args.width
     rows = []
     for name in [*names(gated=True), "gelu"]:
         gated = name in names(gated=True)
         hidden = round(4 * d * 2 / 3) if gated else 4 * d  # model.mlp_hidden's widths
         torch.manual_seed(0)
-        fc = nn.Linear(d, 2 * hidden if gated else hidden).to(device)
-        proj = nn.Linear(hidden, d).to(device)
+        blocks = [(nn.Linear(d, 2 * hidden if gated else hidden).to(device),
+                   nn.Linear(hidden, d).to(device)) for _ in range(args.layers)]
         act = get(name)
-        params = [*fc.parameters(), *proj.parameters()]
+        params = [p for block in blocks for layer in block for p in layer.parameters()]
         skip = {p.untyped_storage().data_ptr() for p in params}
         x = torch.randn(args.tokens, d, device=device, requires_grad=True)
         grad = torch.randn(args.tokens, d, device=device)
-        row = {"act": name, "hidden": hidden, "kept": {}, "peak": {}}
+        row = {"act": name, "hidden": hidden, "kept": {}, "peak": {}, "peak_stack": {}}
         for mode in ("eager", "fused"):
             act.mode = mode
-            for p in [x, *params]:
-                p.grad = None
-            step = functools.partial(_ffn_step, act, fc, proj, x, grad, mode)
-            row["kept"][mode], row["peak"][mode] = _step_memory(step, skip, device)
-        row["kept_ratio"] = row["kept"]["fused"] / row["kept"]["eager"]
-        row["peak_ratio"] = row["peak"]["fused"] / row["peak"]["eager"]
+            for count, key in ((1, "peak"), (args.layers, "peak_stack")):
+                for p in [x, *params]:
+                    p.grad = None
+                step = functools.partial(_ffn_step, act, blocks[:count], x, grad, mode)
+                kept, row[key][mode] = _step_memory(step, skip, device)
+                if count == 1:
+                    row["kept"][mode] = kept
+        for key in ("kept", "peak", "peak_stack"):
+            row[f"{key}_ratio"] = row[key]["fused"] / row[key]["eager"]
         rows.append(row)
     return rows
 
 
-def _ffn_step(act, fc, proj, x, grad, mode) -> None:
-    fused.act_linear(act, fc(x), proj, mode=mode).backward(grad)
+def _ffn_step(act, blocks, x, grad, mode) -> None:
+    for fc, proj in blocks:
+        x = x + fused.act_linear(act, fc(x), proj, mode=mode)
+    x.backward(grad)
 
 
 def _step_memory(step, skip: set[int], device) -> tuple[int, int]:
@@ -221,6 +231,7 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=384,
                    help="FFN block width d (hidden: 8d/3 gated, 4d plain)")
     p.add_argument("--tokens", type=int, default=2048, help="tokens in the memory measurement")
+    p.add_argument("--layers", type=int, default=4, help="residual FFN blocks in the stacked peak")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--malloc", choices=("inherit", "heap"), default="inherit",
@@ -258,16 +269,19 @@ def main(argv=None) -> dict:
     if args.json:
         print(json.dumps(info, indent=2))
         return info
-    print(f"\ngated FFN block c_fc -> act -> c_proj, d={args.width}, {args.tokens} tokens, MiB "
-          "(kept: saved for backward; peak: most alive during forward + backward)")
-    print(f"{'activation':<10} {'hidden':>6}  {'kept eager':>10} {'fused':>7} {'ratio':>6}  "
-          f"{'peak eager':>10} {'fused':>7} {'ratio':>6}")
+    print(f"\nFFN block c_fc -> act -> c_proj, d={args.width}, {args.tokens} tokens, MiB. "
+          "kept: saved for backward; peak: most alive in forward + backward, one block and "
+          f"{args.layers} residual blocks")
+    print(f"{'activation':<10} {'hidden':>6}  {'kept eager':>10} {'fused':>6} {'ratio':>6}  "
+          f"{'peak eager':>10} {'fused':>6} {'ratio':>6}  {f'x{args.layers} eager':>10} "
+          f"{'fused':>6} {'ratio':>6}")
     mib = 2.0**20
     for row in info["memory"]:
-        print(f"{row['act']:<10} {row['hidden']:>6}  {row['kept']['eager'] / mib:10.1f} "
-              f"{row['kept']['fused'] / mib:7.1f} {row['kept_ratio']:6.3f}  "
-              f"{row['peak']['eager'] / mib:10.1f} {row['peak']['fused'] / mib:7.1f} "
-              f"{row['peak_ratio']:6.3f}")
+        cells = [f"{row['act']:<10} {row['hidden']:>6}"]
+        for key in ("kept", "peak", "peak_stack"):
+            cells.append(f"{row[key]['eager'] / mib:10.1f} {row[key]['fused'] / mib:6.1f} "
+                         f"{row[key + '_ratio']:6.3f}")
+        print("  ".join(cells))
     print(f"\nload average at the end: {info['load_avg_1min_end']}")
     return info
 

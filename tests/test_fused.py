@@ -93,7 +93,7 @@ def test_gradcheck_float64(gate):
     x = _x(2, 3, 8, dtype=torch.float64).requires_grad_()
     w = _x(5, 4, seed=2, dtype=torch.float64).requires_grad_()
     b = _x(5, seed=3, dtype=torch.float64).requires_grad_()
-    linear = fused._gated_linear_function("cpu")
+    linear = fused.GATED_LINEAR["cpu"]
     for fn, inputs in (
         (lambda t: fused.GatedAct.apply(t, gate, "fused"), (x,)),
         (lambda *t: linear.apply(*t, gate, "fused"), (x, w, b)),

@@ -233,7 +233,6 @@ def _weight_grads(ctx, grad: Tensor, a: Tensor, weight: Tensor) -> tuple:
     return grad_w, grad_b
 
 
-@functools.cache
 def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
     """The fused gated activation + linear layer for one device type (custom_fwd/custom_bwd
     record and restore autocast for that device type only)."""
@@ -265,7 +264,6 @@ def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
     return GatedActLinear
 
 
-@functools.cache
 def _plain_linear_function(device_type: str) -> type[torch.autograd.Function]:
     """linear(act(x)) for a plain elementwise act: saves x and the weight; backward recomputes
     act(x) and differentiates it with autograd (act's own backward, so any registry entry works)."""
@@ -290,13 +288,19 @@ def _plain_linear_function(device_type: str) -> type[torch.autograd.Function]:
             grad_x = None
             if ctx.needs_input_grad[0]:
                 # Differentiate through the graph edge, not the tensor, so a is freed first.
-                edge = torch.autograd.graph.get_gradient_edge(a)
+                edge, a_dtype = torch.autograd.graph.get_gradient_edge(a), a.dtype
                 del a
-                grad_a = grad.matmul(weight).to(leaf.dtype)
+                grad_a = grad.matmul(weight).to(a_dtype)
                 (grad_x,) = torch.autograd.grad(edge, leaf, grad_a, create_graph=create_graph)
             return grad_x, grad_w, grad_b, None
 
     return ActLinear
+
+
+# One class per device type, built once here rather than on first use, so a caller's
+# torch.compile finds plain classes (building a class inside a traced call breaks its graph).
+GATED_LINEAR = {device: _gated_linear_function(device) for device in _DEVICES}
+PLAIN_LINEAR = {device: _plain_linear_function(device) for device in _DEVICES}
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -335,10 +339,10 @@ def act_linear(act: nn.Module, x: Tensor, linear: nn.Linear, mode: str | None = 
     if isinstance(act, GatedActivation):
         if not fusable(act.gate, x) or hooked(act, act.gate_fn, linear):
             return linear(act(x))
-        fn = _gated_linear_function(x.device.type)
+        fn = GATED_LINEAR[x.device.type]
         return fn.apply(x, linear.weight, linear.bias, act.gate, mode)
     if _recomputable(act) and x.dtype.is_floating_point and not hooked(act, linear):
-        return _plain_linear_function(x.device.type).apply(x, linear.weight, linear.bias, act)
+        return PLAIN_LINEAR[x.device.type].apply(x, linear.weight, linear.bias, act)
     return linear(act(x))
 
 
