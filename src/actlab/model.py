@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from actlab import activations
+from actlab.activations.fused import act_linear
 from actlab.config import ModelConfig
 
 
@@ -99,7 +100,9 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        # c_proj(act(h)) as one autograd node when that saves memory (gelu, silu, ...): backward
+        # keeps h and recomputes act(h) (Korthikanti et al. 2022); see activations/fused.py.
+        return self.dropout(act_linear(self.act, self.c_fc(x), self.c_proj))
 
 
 class GatedMLP(nn.Module):
@@ -115,7 +118,10 @@ class GatedMLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        # act and c_proj as one autograd node: backward keeps c_fc's 2h outputs and recomputes
+        # the product, d + 2h per token instead of d + 4h (activations/fused.py). Hooks on act,
+        # its gate or c_proj, or ACTLAB_FUSED=0, bring back the plain c_proj(act(h)).
+        return self.dropout(act_linear(self.act, self.c_fc(x), self.c_proj))
 
 
 class Block(nn.Module):
