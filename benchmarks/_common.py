@@ -86,6 +86,52 @@ def model_shaped_gflops(
     return flops / seconds / 1e9
 
 
+class Timed:
+    """Something timed in blocks of steps, one block per round of an interleaved benchmark."""
+
+    name: str
+    device: torch.device
+    step_times: list[float]
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def timed_block(self, k: int) -> None:
+        sync(self.device)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            self.step()
+        sync(self.device)
+        self.step_times.append((time.perf_counter() - t0) / k)
+
+
+class GemmSet(Timed):
+    """The GEMMs of one training step's linear layers, given as (count, rows, fan_in, fan_out)
+    like model_shaped_gflops takes them: forward and both backward GEMMs, nothing else. Timed
+    in turn with the models, so the MFU denominator sees the same load from elsewhere."""
+
+    def __init__(self, shapes: list[tuple[int, int, int, int]], device: torch.device,
+                 dtype: torch.dtype):
+        self.name, self.device, self.step_times = "model-shaped GEMMs", device, []
+        self.calls, self.flops = [], 0.0
+        for count, rows, fan_in, fan_out in shapes:
+            self.calls.append((count, linear_gemms(rows, fan_in, fan_out, device, dtype)))
+            self.flops += count * 3 * 2.0 * rows * fan_in * fan_out
+
+    def step(self) -> None:
+        for count, gemms in self.calls:
+            for _ in range(count):
+                for gemm in gemms:
+                    gemm()
+
+    def gflops(self) -> float:
+        return self.flops / statistics.median(self.step_times) / 1e9
+
+
 def spread(values: list[float]) -> float:
-    """(max - min) / median: how much the rounds disagree, as a fraction."""
-    return (max(values) - min(values)) / statistics.median(values)
+    """Interquartile range / median: how much the middle half of the rounds disagree, as a
+    fraction (a round spoilt by a burst of load elsewhere does not move it, as it would max - min)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(values)

@@ -99,6 +99,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"  # bfloat16 = autocast on CUDA; CPU always runs float32
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    compile: bool = False  # torch.compile the training forward (pays only for long runs)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):

@@ -99,7 +99,7 @@ TRAIN_FLAGS = {
     "eval_every": "eval_every", "eval_batches": "eval_batches", "n_layer": "n_layer",
     "n_head": "n_head", "n_embd": "n_embd", "block_size": "block_size", "norm": "norm",
     "attention": "attention", "head": "head", "no_residual": "residual",
-    "device": "device", "dtype": "dtype", "threads": "threads",
+    "device": "device", "dtype": "dtype", "threads": "threads", "compile": "compile",
 }
 
 
@@ -134,6 +134,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys (flat, or [model]/[train] tables); flags override it")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, help="bfloat16 = autocast on CUDA; CPU always float32 (default: float32)")
+    g.add_argument("--compile", action="store_const", const=True, default=None, help="torch.compile the training forward: ~5-10%% faster steps after 8-25 s of compilation, so only for runs of many hundred steps (default: off)")
     g.add_argument("--threads", type=nonneg_int, metavar="N", help="torch CPU threads, 0 = torch's default (default: 0)")
     g.add_argument("--out", metavar="DIR", help="run folder for config.json, env.json, metrics.jsonl, model.safetensors (default: none written)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
