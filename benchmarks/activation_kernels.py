@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_flatten
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
-from _common import device_name, sync  # noqa: E402
+from _common import best_time, device_name, sync  # noqa: E402
 from actlab.activations import fused, get, names  # noqa: E402
 
 HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
@@ -52,15 +52,7 @@ COLS = 4096  # last dimension of the timed tensors (gated: 2h = 4096 in, h = 204
 
 def _time(fn, device, reps: int) -> float:
     """Best of `reps` synchronised calls, in ms (after one untimed call)."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+    return best_time(fn, device, reps) * 1e3
 
 
 def _fwd_bwd(act: nn.Module, x: torch.Tensor, grad: torch.Tensor):
