@@ -10,7 +10,7 @@ from torch import Tensor
 
 from actlab import activations
 from actlab.activations.properties import SATURATION_SLOPE
-from actlab.probes.base import MAX_ROWS, Probe, stride_rows
+from actlab.probes.base import MAX_ROWS, LayerStatsProbe, stride_rows
 from actlab.probes.layers import LayerRef
 
 # Layout of a per-layer row: these counts and sums, then the histogram counts. "n" is known on
@@ -18,7 +18,7 @@ from actlab.probes.layers import LayerRef
 _FIELDS = ("n", "sum", "sumsq", "saturated", "dead")
 
 
-class ActivationProbe(Probe):
+class ActivationProbe(LayerStatsProbe):
     """Forward hook on each layer's `act`, recording per layer name:
 
     mean, std   of the output y (population std)
@@ -118,26 +118,8 @@ class ActivationProbe(Probe):
 
     # -- records -------------------------------------------------------------------------
 
-    def after_backward(self, step: int, model=None) -> None:
-        if self.due(step) and self._pending:
-            self.record(step)
-        self._advance(step)
-
-    def record(self, step: int) -> dict | None:
-        """Turn the forwards seen since the last record into one record (None if none)."""
-        if not self._pending:
-            return None
-        names = [layer.name for layer in self.layers if layer.name in self._pending]
-        rows = torch.stack([self._pending[n] for n in names]).tolist()  # one host sync
-        record: dict = {"step": step}
-        for name, row in zip(names, rows):
-            row = [float(self._counts[name]), *row]
-            record[name] = self._describe(row)
-            total = self._totals.get(name)
-            self._totals[name] = row if total is None else [a + b for a, b in zip(total, row)]
-        self.records.append(record)
-        self._clear()
-        return record
+    def _row(self, name: str, row: list[float]) -> list[float]:
+        return [float(self._counts[name]), *row]  # the element count leads every row
 
     def _describe(self, row: list[float]) -> dict:
         n, s, sq, sat, dead = row[: len(_FIELDS)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 # Activation statistics and sign coherence are computed on at most this many rows (tokens) per
@@ -124,3 +125,36 @@ class Probe:
         """The records as flat rows {"step", "<layer>/<key>": value}; see `flatten`."""
         return [{"step": r["step"], **flatten({k: v for k, v in r.items() if k != "step"}, prefix)}
                 for r in self.records]
+
+
+class LayerStatsProbe(Probe):
+    """A probe whose hooks sum one statistics tensor per layer into `_pending`; a record turns
+    them into numbers with one host sync, describes each row and keeps running totals."""
+
+    def after_backward(self, step: int, model=None) -> None:
+        if self.due(step) and self._pending:
+            self.record(step)
+        self._advance(step)
+
+    def record(self, step: int) -> dict | None:
+        """Turn the passes seen since the last record into one record (None if none)."""
+        if not self._pending:
+            return None
+        names = [layer.name for layer in self.layers if layer.name in self._pending]
+        rows = torch.stack([self._pending[n] for n in names]).tolist()  # one host sync
+        record: dict = {"step": step}
+        for name, row in zip(names, rows):
+            row = self._row(name, row)
+            record[name] = self._describe(row)
+            total = self._totals.get(name)
+            self._totals[name] = row if total is None else [a + b for a, b in zip(total, row)]
+        self.records.append(record)
+        self._clear()
+        return record
+
+    def _row(self, name: str, row: list[float]) -> list[float]:
+        """The summed statistics of one layer as they are described and totalled."""
+        return row
+
+    def _describe(self, row: list[float]) -> dict:
+        raise NotImplementedError

@@ -13,11 +13,11 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from actlab.probes.base import MAX_ROWS, Probe, ratio, stride_rows
+from actlab.probes.base import MAX_ROWS, LayerStatsProbe, ratio, stride_rows
 from actlab.probes.layers import LayerRef
 
 
-class SignCoherenceProbe(Probe):
+class SignCoherenceProbe(LayerStatsProbe):
     """Per layer, for the `consumer` Linear, over the tokens n of a step (each token is one
     example: the weight gradient is the sum over tokens of delta_n a_n^T):
 
@@ -83,25 +83,6 @@ class SignCoherenceProbe(Probe):
 
     # -- records -------------------------------------------------------------------------
 
-    def after_backward(self, step: int, model=None) -> None:
-        if self.due(step) and self._pending:
-            self.record(step)
-        self._advance(step)
-
-    def record(self, step: int) -> dict | None:
-        """Turn the backward passes seen since the last record into one record (None if none)."""
-        if not self._pending:
-            return None
-        names = [layer.name for layer in self.layers if layer.name in self._pending]
-        rows = torch.stack([self._pending[n] for n in names]).tolist()  # one host sync
-        record: dict = {"step": step}
-        for name, row in zip(names, rows):
-            record[name] = self._describe(row)
-            total = self._totals.get(name)
-            self._totals[name] = row if total is None else [a + b for a, b in zip(total, row)]
-        self.records.append(record)
-        self._clear()
-        return record
 
     @staticmethod
     def _describe(row: list[float]) -> dict:
