@@ -8,9 +8,9 @@ N values in and N/2 out. Rounds are interleaved: in every round the copy is time
 activation's variants, and the ratio is taken within the round, then the median over rounds, so a
 shared machine's drift hits the copy and the activation alike. The `fresh clone` line is the price
 of new memory: with glibc's default allocator every tensor over 32 MiB is a fresh mapping that
-page-faults in on first touch, which no kernel can avoid; `--malloc heap` re-runs this script with
-GLIBC_TUNABLES set so freed memory is reused (what jemalloc or tcmalloc, which PyTorch's CPU tuning
-guide recommends, also do). Columns: eager (autograd through the module's ops), fused (the aten
+page-faults in on first touch, which no kernel can avoid. By default this script runs as every
+actlab process does, with freed memory kept for reuse (actlab.allocator: what jemalloc or tcmalloc,
+which PyTorch's CPU tuning guide recommends, also do); `--malloc system` leaves glibc as it is. Columns: eager (autograd through the module's ops), fused (the aten
 kernels of fused.py), compile (torch.compile'd kernels; compile s = the first call, compilation
 included, in this process; a warm inductor cache under /tmp shortens it).
 
@@ -44,9 +44,9 @@ from torch.utils._pytree import tree_flatten
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
 from _common import best_time, device_name, sync  # noqa: E402
+from actlab import allocator  # noqa: E402
 from actlab.activations import fused, get, names  # noqa: E402
 
-HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 COLS = 4096  # last dimension of the timed tensors (gated: 2h = 4096 in, h = 2048 out)
 
 
@@ -226,8 +226,9 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=4, help="residual FFN blocks in the stacked peak")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.add_argument("--malloc", choices=("inherit", "heap"), default="inherit",
-                   help="heap: re-run with glibc's allocator reusing freed memory (GLIBC_TUNABLES)")
+    p.add_argument("--malloc", choices=("actlab", "system"), default="actlab",
+                   help="actlab: keep freed memory for reuse, as actlab's processes do "
+                        "(actlab.allocator); system: the C library's default (default: actlab)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object instead of the tables")
     return p.parse_args(argv)
@@ -235,24 +236,30 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.malloc == "heap" and os.environ.get("GLIBC_TUNABLES") != HEAP_TUNABLES:
-        env = dict(os.environ, GLIBC_TUNABLES=HEAP_TUNABLES)
-        os.execve(sys.executable, [sys.executable, __file__, *(argv or sys.argv[1:])], env)
+    if args.malloc == "actlab":
+        allocator.keep_freed_memory()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     info = {
         "device": device_name(device), "torch": torch.__version__, "threads": args.threads,
         "numel": args.numel, "load_avg_1min": _load(),
-        "malloc": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "LD_PRELOAD")},
+        "malloc": allocator.describe(),
+        "malloc_env": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "LD_PRELOAD")},
         "fused_env": os.environ.get(fused.ENV, ""),
     }
     if not args.json:
         print(f"{info['device']}, torch {info['torch']}, {args.threads} thread(s), "
-              f"load {info['load_avg_1min']}, allocator env {info['malloc']}")
+              f"load {info['load_avg_1min']}, allocator {info['malloc']} {info['malloc_env']}")
+    mode = fused.resolve_mode()
+    probe = torch.empty(args.numel - args.numel % COLS, device=device)
+    info["default_mode"] = {"mode": mode, "kernels": fused._auto(probe) if mode == "auto" else mode}
+    del probe
     info["fresh_clone_over_copy"] = fresh_memory_ratio(args, device)
     if not args.json:
         print(f"fresh clone of {args.numel:,} values = {info['fresh_clone_over_copy']:.2f}x a copy "
-              "into existing memory\n")
+              "into existing memory")
+        print(f"gated activations by default ({fused.ENV} unset: {mode}) run the "
+              f"{info['default_mode']['kernels']} kernels at this size\n")
         print(f"{'activation':<17}  {'copy ms':>7}  {'eager ms':>8} {'ratio':>7}  "
               f"{'fused ms':>8} {'ratio':>7}  {'comp ms':>8} {'ratio':>7}  {'comp s':>6}")
     info["timing"] = time_activations(args, device)

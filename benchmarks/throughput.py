@@ -16,8 +16,9 @@ throughput of the step's own linear-layer GEMMs, in two versions: timed as one m
 the interleaved rounds (so under the same load from elsewhere as the steps: the fair one on a
 shared machine), and their best-of-3 peak before and after the rounds.
 
---compile adds `actlab_compiled`: the same model and optimizer with the training forward through
-actlab.compile.compile_model (torch.compile, inductor); its compilation happens in the first
+`actlab_compiled` (left out with --no-compile) is the same model and optimizer with the training
+forward through actlab.compile.compile_model (torch.compile, inductor), as actlab trains runs of
+2,000 steps or more by default (TrainConfig.compile = "auto"); its compilation happens in the first
 warmup step, is timed separately and is not part of the step times.
 
 OpenMP: torch's CPU threads wait for each other at the end of every parallel op, spinning for up
@@ -52,6 +53,7 @@ from _common import (  # noqa: E402
     GemmSet, Timed, default_threads, device_name, model_shaped_gflops, spread, square_gemm_gflops,
     sync,
 )
+from actlab import allocator  # noqa: E402
 from actlab.compile import compile_model  # noqa: E402
 from actlab.config import ModelConfig, TrainConfig  # noqa: E402
 from actlab.model import GPT  # noqa: E402
@@ -69,7 +71,7 @@ SIZES = {
 }
 OPT = dict(lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)  # TrainConfig's defaults
 IMPLS = ("actlab", "hf_gelu_new", "hf_gelu_pytorch_tanh", "reference")
-EXTRA_IMPLS = ("actlab_gelu", "actlab_compiled")  # erf GELU; the compiled forward (--compile)
+EXTRA_IMPLS = ("actlab_gelu", "actlab_compiled")  # erf GELU; the compiled forward (default)
 N_BATCHES = 4  # distinct batches, cycled: enough that no step sees the previous step's data
 
 
@@ -321,8 +323,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    + ", ".join(f"{k}: {v['warmup']}" for k, v in SIZES.items()) + " on CPU)")
     p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated implementations, from "
                    f"{', '.join(IMPLS + EXTRA_IMPLS)} (default: {', '.join(IMPLS)})")
-    p.add_argument("--compile", action="store_true",
-                   help="also time actlab_compiled: actlab with its forward through torch.compile")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="leave out actlab_compiled (actlab with its forward through torch.compile, "
+                   "how it trains runs of 2,000+ steps), whose compilation adds 5-25 s per size")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: cpu)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="bfloat16 = autocast on CUDA, GEMM peaks then in bf16 (default: float32)")
@@ -331,6 +334,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    f"here {default_threads()})")
     p.add_argument("--gemm-n", type=int, default=0,
                    help="side n of the n x n x n GEMM peak test (default: 2048 on CPU, 8192 on CUDA)")
+    p.add_argument("--malloc", choices=("system", "actlab"), default="system",
+                   help="system: the C library's allocator as it comes, as a plain PyTorch or "
+                   "Hugging Face program runs; actlab: freed memory kept for reuse, as actlab's own "
+                   "processes run (actlab.allocator). Either way it holds for every implementation "
+                   "alike, being a process setting (default: system)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
     args.sizes = [s.strip().upper() for s in args.sizes.split(",") if s.strip()]
@@ -353,6 +361,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.malloc == "actlab":
+        allocator.keep_freed_memory()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -393,7 +403,7 @@ def main(argv=None) -> dict:
         "device": device_name(device), "threads": args.threads, "torch": torch.__version__,
         "dtype": args.dtype, "load_avg_1min": load,
         "load_avg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "openmp_env": omp, "gemm_gflops": gemm, "gemm_square_n": n,
+        "openmp_env": omp, "allocator": allocator.describe(), "gemm_gflops": gemm, "gemm_square_n": n,
         "sizes": sizes,
     }
     result["seconds"] = time.perf_counter() - t_start
@@ -402,7 +412,7 @@ def main(argv=None) -> dict:
         return result
     print(f"device {result['device']}, {args.threads} threads, torch {torch.__version__}, {args.dtype}; "
           f"1-min load average {_fmt_load(load)} before, {_fmt_load(result['load_avg_1min_after'])} after; "
-          f"GOMP_SPINCOUNT={omp['GOMP_SPINCOUNT']}")
+          f"GOMP_SPINCOUNT={omp['GOMP_SPINCOUNT']}; allocator {result['allocator']}")
     shaped = ", ".join(f"{k[-1]} {v:.1f}" for k, v in gemm.items() if k.startswith("model_shaped"))
     print(f"GEMM {args.dtype}: square {n}^3 {gemm['square']:.1f} GFLOP/s (best of 10, before and "
           f"after the rounds); model-shaped linear layers (fwd + both bwd GEMMs): {shaped} GFLOP/s")

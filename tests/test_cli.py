@@ -1,6 +1,7 @@
 """The command line as a user meets it: tables, run folders, one-line errors with exit 2."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,13 @@ def test_train_writes_a_run_folder(capsys, tmp_path):
         assert (out_dir / name).is_file()
     cfg = json.loads((out_dir / "config.json").read_text())
     assert cfg["model"]["act"] == "x * sigmoid(1.702 * x)" and cfg["steps"] == 6
+    assert cfg["compile"] == "auto"
+    env = json.loads((out_dir / "env.json").read_text())
+    assert env["compile"] is False  # 6 steps: auto leaves it eager
+    from actlab import allocator
+
+    kept = allocator._glibc() is not None and os.environ.get(allocator.ENV, "") in ("", "keep")
+    assert env["allocator"] == ("glibc-keep-freed" if kept else "system")  # the CLI set it up
 
 
 def test_config_file_and_flag_precedence(capsys, tmp_path):
@@ -86,6 +94,7 @@ def _bad_inputs(tmp_path):
         "negative size": ["--data", ok, "--n-layer", "-2"],
         "zero steps": ["--data", ok, "--steps", "0"],
         "not a number": ["--data", ok, "--lr", "fast"],
+        "unknown compile choice": ["--data", ok, "--compile", "sometimes"],
     }
 
 

@@ -39,3 +39,23 @@ def test_malformed_files(tmp_path, text, suffix):
     path.write_text(text)
     with pytest.raises(ActlabError):
         load_config_file(path)
+
+
+def test_compile_auto_follows_the_run_length():
+    from actlab.config import COMPILE_AUTO_STEPS
+
+    assert TrainConfig().compile == "auto" and not TrainConfig().compile_wanted()
+    assert not TrainConfig(steps=COMPILE_AUTO_STEPS - 1).compile_wanted()
+    assert TrainConfig(steps=COMPILE_AUTO_STEPS).compile_wanted()
+    assert not TrainConfig(steps=10 * COMPILE_AUTO_STEPS, compile="off").compile_wanted()
+    assert TrainConfig(steps=5, compile="on").compile_wanted()
+
+
+def test_compile_accepts_the_old_booleans_and_rejects_other_words():
+    assert TrainConfig(compile=True).compile == "on"
+    assert merge(TrainConfig(), {"compile": False}).compile == "off"
+    assert merge(TrainConfig(), {"train": {"compile": "on"}}).compile == "on"
+    with pytest.raises(ActlabError, match="compile"):
+        merge(TrainConfig(), {"compile": "sometimes"})
+    with pytest.raises(ActlabError, match="compile"):
+        merge(TrainConfig(), {"compile": 1})

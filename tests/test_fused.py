@@ -113,6 +113,20 @@ def test_traced_math_equals_the_kernels(gate):
     )
 
 
+@pytest.mark.parametrize("gate", sorted(fused.GATES))
+def test_row_blocks_cover_every_row_once(gate, monkeypatch):
+    # Blocks of 2 rows of a (3, 5) batch: 15 rows in 8 blocks, the last one short; the results
+    # must equal the math on the whole tensor, and a tensor below two blocks stays in one piece.
+    x, grad = _x(3, 5, 2 * H, scale=4.0), _x(3, 5, H, seed=1)
+    monkeypatch.setattr(fused, "BLOCK_BYTES", 2 * 2 * H * x.element_size())
+    monkeypatch.setattr(fused, "BIG_BYTES", 0)
+    assert len(fused._row_blocks(x)) == 8 and len(fused._row_blocks(x[:1, :3])) == 1
+    torch.testing.assert_close(fused._forward_math(x, gate), fused._forward_kernels(x, gate))
+    torch.testing.assert_close(
+        fused._backward_math(x, grad, gate), fused._backward_kernels(x, grad, gate)
+    )
+
+
 def test_plain_act_linear_gradcheck_float64():
     x = _x(2, 3, 4, dtype=torch.float64).requires_grad_()
     proj = nn.Linear(4, 5).double()
@@ -244,3 +258,36 @@ def test_autocast_bfloat16_matches_eager():
 def test_same_seed_gives_bitwise_equal_gradients():
     runs = [_run_block(_block("glu", seed=7), _x(4, 3, D, seed=7), "fused") for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_auto_compiles_only_big_tensors(monkeypatch):
+    # 'auto' (the default) takes the compiled kernels from BIG_BYTES of input up, the aten ones
+    # below; the compiled pair is stood in for by the plain math, counted.
+    calls = []
+
+    def fake_compiled():
+        def fwd(x, gate):
+            calls.append(x.numel())
+            return fused._forward_math(x, gate)
+
+        def bwd(x, grad, gate):
+            calls.append(x.numel())
+            return fused._backward_math(x, grad, gate)
+        return fwd, bwd
+
+    monkeypatch.setattr(fused, "_compiled", fake_compiled)
+    monkeypatch.setattr(fused, "_compile_failure", [])
+    monkeypatch.delenv(fused.ENV, raising=False)
+    assert fused.resolve_mode() == "auto"
+    small, big = _x(2, 2 * H, seed=1), _x(8, 2 * H, seed=2)
+    monkeypatch.setattr(fused, "BIG_BYTES", big.numel() * big.element_size())
+    act = get("swiglu")
+    for x in (small, big):
+        x.requires_grad_()
+        act(x).sum().backward()
+        want = x.detach().clone().requires_grad_()
+        act.mode = "eager"
+        act(want).sum().backward()
+        act.mode = None
+        torch.testing.assert_close(x.grad, want.grad)
+    assert calls == [big.numel(), big.numel()]  # forward and backward of the big one only

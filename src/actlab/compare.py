@@ -201,7 +201,9 @@ def _base(tier, corpus, key, path, device, threads, lr) -> dict:
     block = max(1, min(model["block_size"], len(corpus.val_ids) - 1, len(corpus.train_ids) - 1))
     return {**model, "block_size": block, "batch_size": batch, "lr": lr or tier_lr,
             "data": path, "data_hash": corpus.text_hash, "tokenizer": key["tokenizer"],
-            "eval_batches": EVAL_BATCHES, "device": device, "threads": threads}
+            "eval_batches": EVAL_BATCHES, "device": device, "threads": threads,
+            # the plan times eager calibration steps; a compilation would fall outside it
+            "compile": "off"}
 
 
 def _plan(tier, base, key, left_s, grid_kw, out, progress, workers) -> dict:

@@ -3,13 +3,14 @@
 What it buys, measured with benchmarks/throughput.py --compile (2-core CPU, float32, forward,
 backward and AdamW per step, interleaved with the eager model): LayerNorm, bias, GELU, residual
 adds and the loss become a few generated C++ loops instead of one aten kernel and one memory pass
-apiece, which made a step 8-9% faster at size S (4 layers x 128) and 5-6% at size M (6 x 384,
-where the GEMMs take ~75% of the step). What it costs: the first step compiles, 20-25 s with a
-cold cache and 7-11 s in a fresh process once the inductor cache (/tmp/torchinductor_$USER) holds
-the graphs. At ~0.1 s per step that is paid back after ~1,000 steps at best, so training stays
-eager unless asked (actlab.train.train(..., compile=True)): the CLI's 200-step default took 26-32 s
-compiled against 22-24 s eager, and sweeps of many short runs never earn it back. Each new model
-shape recompiles; past dynamo's limit (8 per process) further shapes run eagerly.
+apiece, and the graph calls its kernels from C++ (inductor's cpp_wrapper) instead of Python: a
+step 8-10% faster at size S (4 layers x 128) and ~3% at size M (6 x 384, where the GEMMs take
+~80% of the step). What it costs: the first step compiles, 20-25 s with a cold cache and 5-8 s
+in a fresh process once the inductor cache (/tmp/torchinductor_$USER) holds the graphs. That is
+paid back after roughly 1,000-2,500 steps at S, so TrainConfig.compile's default "auto" compiles
+only runs of 2,000 steps or more (TrainConfig.compile_wanted): the CLI's 200-step default and the
+studies' sweeps of short runs stay eager. Each new model shape recompiles; past dynamo's limit
+(8 per process) further shapes run eagerly.
 
 One rewrite on CPU: tanh-GELU is evaluated as x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3),
 which equals x * (1 + tanh(u)) / 2 exactly in real arithmetic and differs in float32 by at most
@@ -79,8 +80,11 @@ def _cpu_backend() -> Callable:
         # AOTAutograd's cache keys ignore the decomposition table, so an entry made by a plain
         # torch.compile of the same graph could be served here (or ours there): bypass it. The
         # FX graph cache below it keys on the decomposed graph and still saves the C++ build.
+        # cpp_wrapper: the generated graph calls its kernels from C++ rather than Python, which
+        # took 1-1.5% off a compiled S step and 2 s off a warm-cache compile (5.3 s vs 7.4 s).
         with functorch_config.patch(enable_autograd_cache=False):
-            return compile_fx(graph, example_inputs, decompositions=table)
+            return compile_fx(graph, example_inputs, decompositions=table,
+                              config_patches={"cpp_wrapper": True})
 
     return backend
 

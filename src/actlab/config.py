@@ -23,6 +23,8 @@ OPTIMIZERS = ("adamw", "sgd")
 TOKENIZERS = ("char", "byte", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16")
+COMPILE_CHOICES = ("auto", "on", "off")
+COMPILE_AUTO_STEPS = 2000  # `compile = "auto"` compiles runs of at least this many steps
 
 
 def _positive(name: str, value: int | float, allow_zero: bool = False) -> None:
@@ -99,11 +101,13 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "float32"  # bfloat16 = autocast on CUDA; CPU always runs float32
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
-    compile: bool = False  # torch.compile the training forward (pays only for long runs)
+    compile: str = "auto"  # torch.compile the training forward: auto | on | off (see compile_wanted)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
+        if isinstance(self.compile, bool):  # true/false, as configs before "auto" wrote it
+            self.compile = "on" if self.compile else "off"
         for name in ("steps", "batch_size", "eval_every", "eval_batches", "bpe_vocab"):
             _positive(name, getattr(self, name))
         for name in ("warmup_steps", "weight_decay", "momentum", "grad_clip", "threads", "seed"):
@@ -117,6 +121,19 @@ class TrainConfig:
         _choice("tokenizer", self.tokenizer, TOKENIZERS)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
+        _choice("compile", self.compile, COMPILE_CHOICES)
+
+    def compile_wanted(self) -> bool:
+        """Whether training compiles its forward: `on`, or `auto` for runs of COMPILE_AUTO_STEPS
+        steps or more. Decided from the config alone, so a run's numbers never depend on timing.
+
+        Measured with benchmarks/throughput.py on a 2-core CPU: compilation takes 5-8 s with a warm
+        inductor cache and 20-25 s cold, and saves ~8 ms of a 95 ms step at width 128 (S) and
+        ~30 ms of a 950 ms step at width 384 (M): paid back after ~900 steps (S, warm cache) to
+        ~2,500 (S, cold); ~300-700 at M. Runs of 2,000 steps or more get it; the short runs of
+        the studies and sweeps never do.
+        """
+        return self.compile == "on" or (self.compile == "auto" and self.steps >= COMPILE_AUTO_STEPS)
 
     # -- serialisation ---------------------------------------------------------------
 
@@ -166,6 +183,8 @@ def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 def _typed(key: str, value: Any, default: Any) -> Any:
     """Check `value` against the type of the field's current value (one-line errors)."""
+    if key == "compile" and isinstance(value, bool):  # true/false: on/off (TrainConfig)
+        return value
     if default is None or value is None:  # optional strings such as `data`
         if value is None or isinstance(value, str):
             return value

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 import actlab
+from actlab import allocator
 
 PACKAGE_DIR = Path(actlab.__file__).resolve().parent
 
@@ -63,6 +64,7 @@ def environment(device: torch.device | None = None) -> dict:
         "processor": platform.machine(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "allocator": allocator.describe(),
         "git_revision": git_revision(),
         "code_hash": code_hash(),
     }

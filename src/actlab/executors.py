@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
+from actlab import allocator
 from actlab.errors import ActlabError
 from actlab.store import to_json
 
@@ -170,11 +171,13 @@ def _context():
     return mp.get_context("spawn")
 
 
-def _worker_main(conn, threads: int, lifeline) -> None:
+def _worker_main(conn, threads: int, lifeline, keep_memory: bool = False) -> None:
     # Ctrl-C reaches the whole process group: the parent alone handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
     torch.set_num_threads(threads)
+    if keep_memory:  # the parent keeps freed memory (actlab.allocator): so do its workers
+        allocator.keep_freed_memory()
     conn.send(_READY)  # started: a death from now on is a job's doing
     while True:
         try:
@@ -206,7 +209,9 @@ def _exit_with_parent(lifeline) -> None:
 class _Worker:
     def __init__(self, ctx, threads: int, lifeline):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, threads, lifeline), daemon=True)
+        keep = allocator.describe() != "system"
+        self.proc = ctx.Process(target=_worker_main, args=(child, threads, lifeline, keep),
+                                daemon=True)
         self.proc.start()
         child.close()
         self.run_id: str | None = None

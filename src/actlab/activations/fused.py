@@ -17,24 +17,30 @@ eager's up to float32 rounding, and eager's intermediate tensors and final cat a
 Measured with benchmarks/activation_kernels.py (16M values, one thread, 2-core CPU), forward +
 backward over a copy's time: with glibc's default allocator, where every fresh tensor over 32 MiB
 is a new mapping that page-faults in (a fresh clone costs 5-9x a copy), gated entries go from
-16-25x (eager) to 10-15x (fused); with an allocator that reuses memory, eager is 3.5-6.7x, fused
-3.0-7.8x (no allocation left to save, one recomputed f(gate) to pay) and torch.compile 2.5-4.5x.
+16-25x (eager) to 10-15x (fused); with freed memory kept for reuse (actlab.allocator, as actlab's
+processes run), eager is 4.2-8.5x, the aten kernels 3.2-8.9x (no allocation left to save, one
+recomputed f(gate) to pay; row blocks for big tensors, below) and torch.compile 2.7-4.9x.
 In a GPT training step the activation is a few percent of the time: fused and compile steps
 were within 4% of eager's.
 
-Choice: the default is `fused`, memory for free and no compiler. `compile` runs the same math
-through torch.compile (inductor: one loop for forward, one for backward): 3-7 s of start-up in
-each process (about 20 s with a cold cache under /tmp) that a smoke run or a sweep worker never
-earns back on CPU, so it is opt-in. Modes:
+Choice: the default is `auto`: the aten kernels (memory for free, no compiler) for inputs below
+BIG_BYTES (32 MiB), the compiled ones from there up. `compile` runs the same math through
+torch.compile (inductor: one loop for forward, one for backward), which costs 3-7 s in the first
+process to use it (about 20 s with a cold cache under /tmp; 0.2-0.3 s for each further gate) and
+pays only where a call is long: on 16M values (64 MiB) it made every gated activation's forward +
+backward 3.6-4.9x a copy against 3.2-8.9x for the aten kernels (GEGLU's exact-GELU backward is the
+slow one), while at the training sizes here (4-16 MiB) a smoke run or a sweep worker would never
+earn the start-up back. Modes:
 
     eager    the plain module composition f(gate) * up, then c_proj (the reference)
-    fused    the Functions above with aten kernels (default)
+    fused    the Functions above with aten kernels
     compile  the Functions with torch.compile'd kernels; if compilation fails, a warning once and
              the fused kernels from then on, never a crash
+    auto     compile on CPU for inputs of BIG_BYTES or more, fused otherwise (default)
 
 A module's `mode` attribute picks one; None (the default) follows the environment variable
-ACTLAB_FUSED = 0 | 1 | compile (eager | fused | compile), read on every call. The fused paths run
-only where nothing can tell the difference: no hook on the activation's gate function (or, for
+ACTLAB_FUSED = 0 | 1 | compile | auto, read on every call. The fused paths run only where
+nothing can tell the difference: no hook on the activation's gate function (or, for
 `act_linear`, on the activation or the linear layer), a CPU or CUDA floating tensor. Double
 backward (create_graph=True) works: backward then runs the differentiable math.
 """
@@ -51,20 +57,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
+from actlab.activations.plain_fused import DEVICES as _DEVICES
+from actlab.activations.plain_fused import PLAIN_LINEAR
+from actlab.activations.plain_fused import recomputable as _recomputable
+from actlab.activations.plain_fused import weight_grads as _weight_grads
+
 ENV = "ACTLAB_FUSED"
-_ENV_VALUES = {"0": "eager", "1": "fused", "compile": "compile"}
-MODES = ("eager", "fused", "compile")
-_DEVICES = ("cpu", "cuda")  # the device types these kernels and the autocast handling are for
+_ENV_VALUES = {"0": "eager", "1": "fused", "compile": "compile", "auto": "auto"}
+MODES = ("eager", "fused", "compile", "auto")
 
 _aten = torch.ops.aten
 
 
 def resolve_mode(mode: str | None = None) -> str:
-    """`mode` checked, or the mode ACTLAB_FUSED asks for when `mode` is None (default 'fused')."""
+    """`mode` checked, or the mode ACTLAB_FUSED asks for when `mode` is None (default 'auto')."""
     if mode is None:
-        raw = os.environ.get(ENV, "1").strip().lower()
+        raw = os.environ.get(ENV, "auto").strip().lower()
         if raw not in _ENV_VALUES and raw not in MODES:
-            raise ValueError(f"{ENV}={raw!r}: use 0 (eager), 1 (fused) or compile")
+            raise ValueError(f"{ENV}={raw!r}: use 0 (eager), 1 (fused), compile or auto")
         mode = _ENV_VALUES.get(raw, raw)
     if mode not in MODES:
         raise ValueError(f"unknown fusion mode {mode!r}; one of {', '.join(MODES)}")
@@ -135,32 +145,60 @@ def _backward_math(x: Tensor, grad: Tensor, gate: str) -> Tensor:
     return torch.cat([GATES[gate].df(grad * up, g, fg), grad * fg], dim=-1)
 
 
+# Row blocks for tensors too big for the cache. The gate and up halves are strided views (every
+# row holds [gate | up]), and aten's elementwise kernels read such views from main memory at about
+# half the speed of contiguous ones (a sigmoid of the gate half of a 16M-value tensor took 6.2 ms
+# against 3.5 ms on a contiguous copy, one thread); on cache-resident data the two are equal. So
+# a big tensor is processed block by block: backward reads each block's halves from memory once
+# and its later passes hit the cache (SwiGLU's backward on 16M values: 28 ms -> 21 ms, blocks of
+# 1-4 MiB best on a 2-core EPYC). Below BIG_BYTES of input (the 32 MiB last-level cache of that
+# machine), the training sizes here, blocks only added calls (3-7% slower steps at width 128, no
+# gain at width 384).
+BLOCK_BYTES = 2 * 2**20
+BIG_BYTES = 32 * 2**20
+
+
+def _row_blocks(*tensors: Tensor) -> list[tuple[Tensor, ...]]:
+    """The tensors as 2-D (rows, last dim) views, cut into the same row blocks when the first is
+    at least BIG_BYTES bytes."""
+    flat = [t.reshape(-1, t.shape[-1]) for t in tensors]
+    rows, row_bytes = flat[0].shape[0], flat[0].shape[1] * flat[0].element_size()
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    if rows * row_bytes < BIG_BYTES or rows < 2 * step:
+        return [tuple(flat)]
+    return [tuple(t[i:i + step] for t in flat) for i in range(0, rows, step)]
+
+
 def _forward_kernels(x: Tensor, gate: str) -> Tensor:
-    """f(g) * up in two passes into one new tensor."""
-    g, up = x.chunk(2, dim=-1)
-    out = torch.empty(g.shape, dtype=x.dtype, device=x.device)
+    """f(g) * up in two passes per row block into one new tensor."""
+    out = torch.empty(x.shape[:-1] + (x.shape[-1] // 2,), dtype=x.dtype, device=x.device)
     spec = GATES[gate]
-    if spec.f_into is None:
-        return torch.mul(g, up, out=out)
-    spec.f_into(g, out)
-    return out.mul_(up)
+    for xb, ob in _row_blocks(x, out):
+        g, up = xb.chunk(2, dim=-1)
+        if spec.f_into is None:
+            torch.mul(g, up, out=ob)
+        else:
+            spec.f_into(g, ob)
+            ob.mul_(up)
+    return out
 
 
 def _backward_kernels(x: Tensor, grad: Tensor, gate: str) -> Tensor:
     """[grad * up * f'(g), grad * f(g)] written straight into the two halves of one new tensor,
     so no cat; the gate half is (grad * up) * f'(g), eager autograd's order."""
-    g, up = x.chunk(2, dim=-1)
     grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    d_g, d_up = grad_x.chunk(2, dim=-1)
     spec = GATES[gate]
-    if spec.f_into is None:
-        torch.mul(grad, up, out=d_g)
-        torch.mul(grad, g, out=d_up)
-        return grad_x
-    spec.f_into(g, d_up)  # f(g) first: the sigmoid's derivative reads it
-    torch.mul(grad, up, out=d_g)
-    spec.df_(d_g, g, d_up)
-    d_up.mul_(grad)
+    for xb, gb, gxb in _row_blocks(x, grad, grad_x):
+        g, up = xb.chunk(2, dim=-1)
+        d_g, d_up = gxb.chunk(2, dim=-1)
+        if spec.f_into is None:
+            torch.mul(gb, up, out=d_g)
+            torch.mul(gb, g, out=d_up)
+            continue
+        spec.f_into(g, d_up)  # f(g) first: the sigmoid's derivative reads it
+        torch.mul(gb, up, out=d_g)
+        spec.df_(d_g, g, d_up)
+        d_up.mul_(gb)
     return grad_x
 
 
@@ -181,8 +219,16 @@ def _compiled() -> tuple[Callable, Callable]:
     )
 
 
+def _auto(x: Tensor) -> str:
+    """'auto': compiled kernels for a CPU tensor of at least BIG_BYTES, the aten ones otherwise."""
+    big = x.device.type == "cpu" and x.numel() * x.element_size() >= BIG_BYTES
+    return "compile" if big else "fused"
+
+
 def _run(which: int, gate: str, mode: str, *args: Tensor) -> Tensor:
     """Forward (which=0) or backward (1) math for one gate, through the mode's kernels."""
+    if mode == "auto":
+        mode = _auto(args[0])
     if torch.compiler.is_compiling() or torch.is_grad_enabled():
         # Inside a caller's torch.compile: let it trace the plain math into its own graph.
         # Grad mode on inside a Function means backward(create_graph=True): the plain math is
@@ -220,19 +266,6 @@ class GatedAct(torch.autograd.Function):
         return _run(1, ctx.gate, ctx.mode, x, grad.to(x.dtype)), None, None
 
 
-def _weight_grads(ctx, grad: Tensor, a: Tensor, weight: Tensor) -> tuple:
-    """c_proj's weight and bias gradients from its recomputed input a."""
-    grad2 = grad.reshape(-1, grad.shape[-1])
-    grad_w = grad_b = None
-    if ctx.needs_input_grad[1]:
-        # Under autocast (custom_bwd re-enters it) this mm runs in the autocast dtype, as eager's
-        # does; the gradient then goes back to the weight's dtype, as eager's cast does.
-        grad_w = grad2.t().mm(a.reshape(-1, a.shape[-1])).to(weight.dtype)
-    if ctx.needs_input_grad[2]:
-        grad_b = grad2.sum(0).to(ctx.bias_dtype)
-    return grad_w, grad_b
-
-
 def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
     """The fused gated activation + linear layer for one device type (custom_fwd/custom_bwd
     record and restore autocast for that device type only)."""
@@ -264,43 +297,9 @@ def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
     return GatedActLinear
 
 
-def _plain_linear_function(device_type: str) -> type[torch.autograd.Function]:
-    """linear(act(x)) for a plain elementwise act: saves x and the weight; backward recomputes
-    act(x) and differentiates it with autograd (act's own backward, so any registry entry works)."""
-
-    class ActLinear(torch.autograd.Function):
-        @staticmethod
-        @torch.amp.custom_fwd(device_type=device_type)
-        def forward(ctx, x, weight, bias, act):
-            ctx.act, ctx.bias_dtype = act, None if bias is None else bias.dtype
-            ctx.save_for_backward(x, weight)
-            return F.linear(act(x), weight, bias)
-
-        @staticmethod
-        @torch.amp.custom_bwd(device_type=device_type)
-        def backward(ctx, grad):
-            x, weight = ctx.saved_tensors
-            create_graph = torch.is_grad_enabled()  # backward(create_graph=True)
-            with torch.enable_grad():
-                leaf = x if create_graph else x.detach().requires_grad_(ctx.needs_input_grad[0])
-                a = ctx.act(leaf)
-            grad_w, grad_b = _weight_grads(ctx, grad, a if create_graph else a.detach(), weight)
-            grad_x = None
-            if ctx.needs_input_grad[0]:
-                # Differentiate through the graph edge, not the tensor, so a is freed first.
-                edge, a_dtype = torch.autograd.graph.get_gradient_edge(a), a.dtype
-                del a
-                grad_a = grad.matmul(weight).to(a_dtype)
-                (grad_x,) = torch.autograd.grad(edge, leaf, grad_a, create_graph=create_graph)
-            return grad_x, grad_w, grad_b, None
-
-    return ActLinear
-
-
 # One class per device type, built once here rather than on first use, so a caller's
 # torch.compile finds plain classes (building a class inside a traced call breaks its graph).
 GATED_LINEAR = {device: _gated_linear_function(device) for device in _DEVICES}
-PLAIN_LINEAR = {device: _plain_linear_function(device) for device in _DEVICES}
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -344,36 +343,3 @@ def act_linear(act: nn.Module, x: Tensor, linear: nn.Linear, mode: str | None = 
     if _recomputable(act) and x.dtype.is_floating_point and not hooked(act, linear):
         return PLAIN_LINEAR[x.device.type].apply(x, linear.weight, linear.bias, act)
     return linear(act(x))
-
-
-def _recomputable(act: nn.Module) -> bool:
-    """A registered plain activation class or a formula (deterministic, without parameters, so
-    running it again in backward gives the forward's values) that keeps more than its output."""
-    from actlab.activations.formula import FormulaActivation
-    from actlab.activations.registry import get_spec, names
-
-    if any(True for _ in act.parameters()) or any(True for _ in act.buffers()):
-        return False
-    known = isinstance(act, FormulaActivation) or any(
-        type(act) is get_spec(name).factory for name in names(gated=False)
-    )
-    return known and _keeps_more_than_output(act)
-
-
-_KEEPS_MORE: dict[tuple[type, str], bool] = {}
-
-
-def _keeps_more_than_output(act: nn.Module) -> bool:
-    """Whether autograd keeps anything but act's output: relu, tanh or sigmoid keep only the
-    output, which c_proj keeps anyway, so recomputing them would cost time and save nothing.
-    Asked once per class and settings (extra_repr: beta, slope, formula) on a 4-value tensor."""
-    key = (type(act), act.extra_repr())
-    if key not in _KEEPS_MORE:
-        kept: list[Tensor] = []
-        # Asked with autograd on, even from an evaluation under no_grad or inference_mode.
-        hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t)
-        with torch.inference_mode(False), torch.enable_grad(), hooks:
-            y = act(torch.linspace(-2.0, 2.0, 4, requires_grad=True))
-        ptr = y.untyped_storage().data_ptr()
-        _KEEPS_MORE[key] = any(t.untyped_storage().data_ptr() != ptr for t in kept)
-    return _KEEPS_MORE[key]

@@ -28,7 +28,7 @@ class GatedActivation(nn.Module):
     """
 
     gate: str = ""
-    mode: str | None = None  # "eager" | "fused" | "compile"; None follows ACTLAB_FUSED
+    mode: str | None = None  # "eager" | "fused" | "compile" | "auto"; None: ACTLAB_FUSED
 
     def __init__(self, gate_fn: nn.Module):
         super().__init__()

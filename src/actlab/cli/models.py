@@ -104,7 +104,10 @@ TRAIN_FLAGS = {
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    from actlab.config import ATTENTIONS, DEVICES, DTYPES, HEADS, NORMS, OPTIMIZERS, TOKENIZERS
+    from actlab.config import (
+        ATTENTIONS, COMPILE_AUTO_STEPS, COMPILE_CHOICES, DEVICES, DTYPES, HEADS, NORMS, OPTIMIZERS,
+        TOKENIZERS,
+    )
 
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="a .txt file or a folder of .txt files (default: the bundled Shakespeare corpus)")
@@ -134,7 +137,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys (flat, or [model]/[train] tables); flags override it")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, help="bfloat16 = autocast on CUDA; CPU always float32 (default: float32)")
-    g.add_argument("--compile", action="store_const", const=True, default=None, help="torch.compile the training forward: ~5-10%% faster steps after 8-25 s of compilation, so only for runs of many hundred steps (default: off)")
+    g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, metavar="WHEN", help=f"torch.compile the training forward: ~3-10%% faster steps after 5-25 s of compilation. auto = only runs of {COMPILE_AUTO_STEPS} steps or more, where it pays; on (what a bare --compile means); off (default: auto)")
     g.add_argument("--threads", type=nonneg_int, metavar="N", help="torch CPU threads, 0 = torch's default (default: 0)")
     g.add_argument("--out", metavar="DIR", help="run folder for config.json, env.json, metrics.jsonl, model.safetensors (default: none written)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
