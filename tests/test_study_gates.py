@@ -14,9 +14,9 @@ from actlab.model import GPT
 from actlab.store import Store
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, _clean
 from actlab.studies.gates import (
-    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, _AttentionProbe, apply_rule, classify,
-    compare, measure_attention, pick_lrs, run,
+    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare, pick_lrs, run,
 )
+from actlab.studies.gates_runs import _AttentionProbe, measure_attention
 from actlab.train import train
 from conftest import tiny_model, tiny_train
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from actlab.data import ByteTokenizer, CharTokenizer
 from actlab.model import GPT
 from actlab.studies import output_head as oh
+from actlab.studies import output_head_runs as ohr
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from conftest import tiny_model
 
@@ -21,7 +22,7 @@ def test_softmax_probabilities_sum_to_one_and_nll_is_cross_entropy():
     torch.manual_seed(0)
     logits = 4 * torch.randn(3, 5, 50)
     y = torch.randint(0, 50, (3, 5))
-    out = oh.head_outputs(logits, y, "softmax")
+    out = ohr.head_outputs(logits, y, "softmax")
     assert torch.allclose(out["sum_p"], torch.ones(15, dtype=torch.float64), atol=1e-5)
     ref = F.cross_entropy(logits.reshape(-1, 50).double(), y.reshape(-1), reduction="none")
     torch.testing.assert_close(out["nll"], ref)
@@ -31,7 +32,7 @@ def test_sigmoid_sum_renormalised_nll_and_confidences_on_hand_values():
     # row 0: all logits 0 -> p = 1/2 each, sum 2; row 1: sigma(ln 3) = 3/4, sigma(-ln 3) = 1/4
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [LN3, -LN3, -LN3, -LN3]])
     y = torch.tensor([1, 0])
-    out = oh.head_outputs(logits, y, "sigmoid")
+    out = ohr.head_outputs(logits, y, "sigmoid")
     torch.testing.assert_close(out["sum_p"], torch.tensor([2.0, 1.5], dtype=torch.float64))
     torch.testing.assert_close(out["nll_raw"],
                                torch.tensor([math.log(2), math.log(4 / 3)], dtype=torch.float64))
@@ -44,7 +45,7 @@ def test_sigmoid_sum_renormalised_nll_and_confidences_on_hand_values():
 
 def test_sigmoid_sum_stays_finite_for_a_huge_vocabulary_of_large_logits():
     logits = torch.full((1, 60000), 50.0)  # each p rounds to 1 in float32
-    out = oh.head_outputs(logits, torch.tensor([0]), "sigmoid")
+    out = ohr.head_outputs(logits, torch.tensor([0]), "sigmoid")
     assert out["sum_p"].item() == pytest.approx(60000.0, rel=1e-9)
     assert out["nll"].item() == pytest.approx(math.log(60000.0), rel=1e-6)
 
@@ -52,33 +53,33 @@ def test_sigmoid_sum_stays_finite_for_a_huge_vocabulary_of_large_logits():
 def test_ece_is_zero_when_confidence_equals_accuracy_in_every_bin():
     conf = [0.75] * 4 + [0.25] * 4
     correct = [1, 1, 1, 0] + [1, 0, 0, 0]
-    cal = oh.calibration(conf, correct)
+    cal = ohr.calibration(conf, correct)
     assert cal["ece"] == pytest.approx(0.0, abs=1e-12)
-    assert sum(cal["count"]) == 8 and len(cal["count"]) == oh.N_BINS
+    assert sum(cal["count"]) == 8 and len(cal["count"]) == ohr.N_BINS
 
 
 def test_ece_matches_the_analytic_value_when_miscalibrated():
     # all at 0.9 with half right: |0.5 - 0.9| = 0.4
-    assert oh.calibration([0.9] * 10, [1] * 5 + [0] * 5)["ece"] == pytest.approx(0.4)
+    assert ohr.calibration([0.9] * 10, [1] * 5 + [0] * 5)["ece"] == pytest.approx(0.4)
     # two bins of equal weight: |0 - 0.9| and |1 - 0.3| -> (0.9 + 0.7) / 2
-    assert oh.calibration([0.9, 0.9, 0.3, 0.3], [0, 0, 1, 1])["ece"] == pytest.approx(0.8)
+    assert ohr.calibration([0.9, 0.9, 0.3, 0.3], [0, 0, 1, 1])["ece"] == pytest.approx(0.8)
     # confidence 1 lands in the last bin and 0 in the first (bins are ((b-1)/B, b/B])
-    cal = oh.calibration([1.0, 0.0], [1, 0])
+    cal = ohr.calibration([1.0, 0.0], [1, 0])
     assert cal["count"][-1] == 1 and cal["count"][0] == 1 and cal["ece"] == pytest.approx(0.0)
 
 
 def test_sum_p_stats_on_hand_values():
-    s = oh.sum_p_stats([0.5, 1.5, 1.0, 1.0])
+    s = ohr.sum_p_stats([0.5, 1.5, 1.0, 1.0])
     assert s["mean"] == pytest.approx(1.0) and s["median"] == pytest.approx(1.0)
     assert s["mean_abs_dev"] == pytest.approx(0.25)
     assert sum(s["hist"]) == 4
-    assert oh.sum_p_stats([1.0, 1.0])["mean_abs_dev"] == 0.0
+    assert ohr.sum_p_stats([1.0, 1.0])["mean_abs_dev"] == 0.0
 
 
 def test_token_bytes_count_utf8_bytes():
-    assert oh.token_bytes(ByteTokenizer()).tolist() == [1.0] * 256
+    assert ohr.token_bytes(ByteTokenizer()).tolist() == [1.0] * 256
     tok = CharTokenizer.from_text("aé€")
-    assert oh.token_bytes(tok).tolist() == [1.0, 1.0, 2.0, 3.0]  # unknown id 0 counts as 1
+    assert ohr.token_bytes(tok).tolist() == [1.0, 1.0, 2.0, 3.0]  # unknown id 0 counts as 1
 
 
 def test_measure_matches_a_direct_computation_on_a_tiny_model():
@@ -87,7 +88,7 @@ def test_measure_matches_a_direct_computation_on_a_tiny_model():
     x = torch.randint(0, 8, (2, 16))
     y = torch.randint(0, 8, (2, 16))
     nbytes = torch.full((8,), 2.0, dtype=torch.float64)
-    m = oh.measure(model, [(x, y)], "sigmoid", nbytes)
+    m = ohr.measure(model, [(x, y)], "sigmoid", nbytes)
     with torch.no_grad():
         p = torch.sigmoid(model(x)[0].double())
     assert m["sum_p"]["mean"] == pytest.approx(p.sum(-1).mean().item(), rel=1e-9)
