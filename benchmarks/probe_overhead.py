@@ -9,7 +9,9 @@ shared machine's speed hits all alike. The overhead is the median over rounds of
 ratio (probes / none) minus 1, from wall-clock time and from the process's CPU time; on a
 shared CPU the wall clock also measures the neighbours, so the CPU-time ratio is the one to
 trust there. Configurations: none, all, and each probe alone (grad, acts, sign, path), every
-probe recording on every step.
+probe recording on every step. By default the process keeps freed memory for reuse, as actlab's
+own processes do (actlab.allocator; `--malloc system` leaves glibc's allocator as it comes): the
+probes' small per-step tensors would otherwise come back as fresh pages every step.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from actlab.config import ModelConfig, TrainConfig
+from actlab import allocator  # noqa: E402
 from actlab.model import GPT  # noqa: E402
 from actlab.probes import attach  # noqa: E402
 from actlab.train import make_optimizer  # noqa: E402
@@ -148,6 +151,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads; with one, CPU time (process_time) is a stable "
                    f"measure even on a shared machine (this one may use {default_threads()})")
+    p.add_argument("--malloc", choices=("actlab", "system"), default="actlab",
+                   help="actlab: keep freed memory for reuse, as actlab's processes do "
+                   "(actlab.allocator); system: the C library's allocator as it comes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.configs.split(",") if s.strip()]
@@ -163,15 +169,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.malloc == "actlab":
+        allocator.keep_freed_memory()
     torch.set_num_threads(args.threads)
     res = run(args)
+    res["allocator"] = allocator.describe()
     if args.json:
         print(json.dumps(res, indent=2))
         return res
     c = res["config"]
     print(f"device {res['device']}, {res['threads']} threads, torch {res['torch']}; GPT "
           f"{c['n_layer']} x {c['n_embd']}, {c['n_head']} heads, context {c['block_size']}, "
-          f"batch {c['batch']}, vocab {c['vocab']}, act {res['act']}")
+          f"batch {c['batch']}, vocab {c['vocab']}, act {res['act']}; allocator {res['allocator']}")
     print(f"{res['rounds']} rounds x {res['steps_per_round']} steps (after {res['warmup']} warmup)"
           f"; every probe records every step")
     print(f"  {'probes':<8}{'ms/step':>10}{'overhead':>10}{'cpu ms':>10}{'cpu ovh':>10}")

@@ -65,7 +65,8 @@ def test_run_folder_contents(bundle, tmp_path):
     saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert saved.to_dict() == cfg.to_dict()
     env = json.loads((run / "env.json").read_text())
-    for key in ("actlab", "torch", "threads", "device", "git_revision", "platform", "code_hash"):
+    for key in ("actlab", "torch", "threads", "device", "git_revision", "platform", "code_hash",
+                "cpu", "cpu_capability"):
         assert key in env
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(12))

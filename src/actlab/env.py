@@ -1,7 +1,9 @@
-"""What a run was produced by: package and torch versions, device, threads, code revision."""
+"""What a run was produced by: package and torch versions, device and processor, threads, code
+revision."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import subprocess
@@ -45,6 +47,27 @@ def git_revision() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux), else what platform reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels were dispatched to (e.g. AVX2, AVX512).
+    float32 results are bitwise reproducible on one machine but round differently across these,
+    so a stored run names it."""
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return get() if get else None
+
+
 def code_hash() -> str:
     """Hash of the package's Python sources: identifies the code even outside git."""
     h = hashlib.sha256()
@@ -62,6 +85,8 @@ def environment(device: torch.device | None = None) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_capability": cpu_capability(),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "allocator": allocator.describe(),
