@@ -171,3 +171,17 @@ def test_smoke_study_writes_a_complete_verdict(tmp_path):
     # everything came from the store: a second run recomputes nothing and agrees exactly
     again = c.run("smoke", tmp_path, progress=False)
     assert again.evidence["per_act"]["gelu"]["losses"] == ev["per_act"]["gelu"]["losses"]
+
+
+def test_seed_spread_names_only_unsettled_activations():
+    summary = {
+        "gelu": {"losses": [2.63, 2.65, 2.68]},           # range 0.05: settled
+        "relu": {"losses": [2.69, 2.91, 2.89]},           # range 0.22: one seed left the plateau
+        "sigmoid": {"losses": [2.92, None, 3.20]},        # a diverged seed is left out: 0.28
+        "tanh": {"losses": [2.60, None, None]},           # one finite loss: no range
+    }
+    spread = c.seed_spread(summary)
+    assert set(spread) == {"relu", "sigmoid"}
+    assert spread["relu"] == pytest.approx(0.22) and spread["sigmoid"] == pytest.approx(0.28)
+    assert c.seed_spread(summary, limit=0.3) == {}
+    assert c.seed_spread(summary, limit=0.01).keys() == {"gelu", "relu", "sigmoid"}

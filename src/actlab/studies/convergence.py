@@ -77,6 +77,10 @@ GELU_RULE = (
     f"SUPPORTED if worse by more; INCONCLUSIVE with fewer than {MIN_PAIRS} finite pairs."
 )
 
+# A seed-to-seed range of final losses above this many nats (ten times the seed std Shazeer 2020
+# reports, 0.005 at 65k steps; five times the 0.02 nats the gates study calls material) is named
+# in the caveats: it does not change the rule's verdict, it tells the reader not to trust a rank.
+SEED_SPREAD = 0.1
 ACTS = ("sigmoid", "tanh", "relu", "relu2", "gelu", "silu", "glu", "reglu", "geglu", "swiglu")
 
 # Sizes per preset. quick: 60 single-threaded runs (a two-thread torch step slows down badly
@@ -291,4 +295,21 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
     diverged = {a: s["n_diverged"] for a, s in summary.items() if s["n_diverged"]}
     if diverged:
         out.append("diverged runs (ranked last): " + ", ".join(f"{a} {n}" for a, n in diverged.items()))
+    if spread := seed_spread(summary):
+        out.append(f"final losses differ by more than {SEED_SPREAD} nats between seeds for: "
+                   + ", ".join(f"{a} {v:.2f}" for a, v in spread.items())
+                   + " (some seeds may still be on the early loss plateau when training stops; "
+                   "where such a run leaves it depends on rounding, so on the processor)")
+    return out
+
+
+def seed_spread(summary: dict, limit: float | None = None) -> dict[str, float]:
+    """Activations whose finite final losses range over more than `limit` (SEED_SPREAD) nats
+    across seeds, with that range: their seeds did not settle to one outcome."""
+    limit = SEED_SPREAD if limit is None else limit
+    out = {}
+    for act, s in summary.items():
+        losses = [v for v in s.get("losses", []) if v is not None and math.isfinite(v)]
+        if len(losses) >= 2 and max(losses) - min(losses) > limit:
+            out[act] = max(losses) - min(losses)
     return out
