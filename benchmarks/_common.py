@@ -1,18 +1,26 @@
 """Timing helpers shared by the benchmarks: device sync, best-of timing, GEMM throughput.
 
 Every number here is wall-clock time around work that has been synchronised with the
-device, so CUDA timings include the kernels and not just their launch.
+device, so CUDA timings include the kernels and not just their launch. Importing this module
+puts this checkout's src/ first on sys.path, so every benchmark times this checkout's actlab,
+installed or not.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
+
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+from actlab.env import cpu_model  # noqa: E402
 
 
 def default_threads() -> int:
@@ -31,16 +39,7 @@ def sync(device: torch.device) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name is more telling than "x86_64"
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"cpu ({cpu})"
+    return f"cpu ({cpu_model()})"
 
 
 def best_time(fn: Callable[[], object], device: torch.device, reps: int) -> float:

@@ -42,7 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
+sys.path.insert(0, str(HERE))  # _common then puts this checkout's src/ first
 from _common import best_time, device_name, sync  # noqa: E402
 from actlab import allocator  # noqa: E402
 from actlab.activations import fused, get, names  # noqa: E402

@@ -28,14 +28,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import default_threads, device_name, sync  # noqa: E402
-
-try:
-    from actlab.config import ModelConfig, TrainConfig
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from actlab.config import ModelConfig, TrainConfig
+from _common import default_threads, device_name, sync  # noqa: E402  (puts this checkout's src/ first)
 from actlab import allocator  # noqa: E402
+from actlab.config import ModelConfig, TrainConfig  # noqa: E402
 from actlab.model import GPT  # noqa: E402
 from actlab.probes import attach  # noqa: E402
 from actlab.train import make_optimizer  # noqa: E402

@@ -46,7 +46,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # before torch loads libgomp (s
 import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "src")]  # this checkout's actlab, installed or not
+sys.path.insert(0, str(HERE))  # _common then puts this checkout's src/ first
 from _common import (  # noqa: E402
     GemmSet, Timed, default_threads, device_name, model_shaped_gflops, spread, square_gemm_gflops,
     sync,

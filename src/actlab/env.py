@@ -60,12 +60,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_capability() -> str | None:
+def cpu_capability() -> str:
     """The vector instruction set torch's CPU kernels were dispatched to (e.g. AVX2, AVX512).
     float32 results are bitwise reproducible on one machine but round differently across these,
     so a stored run names it."""
-    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
-    return get() if get else None
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def code_hash() -> str:

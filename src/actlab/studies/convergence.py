@@ -303,13 +303,13 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
     return out
 
 
-def seed_spread(summary: dict, limit: float | None = None) -> dict[str, float]:
-    """Activations whose finite final losses range over more than `limit` (SEED_SPREAD) nats
-    across seeds, with that range: their seeds did not settle to one outcome."""
-    limit = SEED_SPREAD if limit is None else limit
+def seed_spread(summary: dict, limit: float = SEED_SPREAD) -> dict[str, float]:
+    """Activations whose finite final losses range over more than `limit` nats across seeds,
+    with that range: their seeds did not settle to one outcome."""
     out = {}
     for act, s in summary.items():
         losses = [v for v in s.get("losses", []) if v is not None and math.isfinite(v)]
-        if len(losses) >= 2 and max(losses) - min(losses) > limit:
-            out[act] = max(losses) - min(losses)
+        spread = max(losses) - min(losses) if len(losses) >= 2 else 0.0
+        if spread > limit:
+            out[act] = spread
     return out
