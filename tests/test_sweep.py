@@ -81,7 +81,11 @@ def gpt_job(params: dict) -> dict:
 
 
 def untimed(results: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in results]
+    """Results without their wall-clock parts (run seconds, per-step time stamps)."""
+    def rows(history):
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in history]
+    return [{k: rows(v) if k == "history" else v for k, v in r.items() if k != "seconds"}
+            for r in results]
 
 
 def test_finished_runs_are_skipped_and_read_back_exactly(tmp_path):

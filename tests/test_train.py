@@ -72,12 +72,15 @@ def test_run_folder_contents(bundle, tmp_path):
     assert [r["step"] for r in rows] == list(range(12))
     assert [r["step"] for r in rows if "val_loss" in r] == [5, 11]
     assert all("train_loss" in r and "grad_norm" in r for r in rows)
+    stamps = [r["time_s"] for r in rows]  # seconds since the run started, one per CPU step
+    assert 0 < stamps[0] and all(a < b for a, b in zip(stamps, stamps[1:]))
     # weights reload into a fresh model and give the same loss as the run's last evaluation
     model = GPT(saved.model)
     load_model(model, str(run / "model.safetensors"))
     assert model.lm_head.weight is model.transformer.wte.weight
     summary = json.loads((run / "summary.json").read_text())
     assert summary["outcome"] == "completed" and summary["val_loss"] == result.val_loss
+    assert stamps[-1] <= summary["seconds"]
 
 
 def test_grad_norm_is_recorded_before_clipping(bundle):

@@ -18,7 +18,11 @@ from pathlib import Path
 from actlab.errors import ActlabError
 
 STUDY = "compare"
-N_CAL = 8  # calibration steps per activation (the first is warm-up and not timed)
+# Calibration steps per activation. The plan uses their median step time (the first step is
+# warm-up and left out): 8 steps of the tiny model last about 30 ms, which one burst of load
+# on a shared machine could fill, so the plan undershot a 25 s budget by 2.5x; 24 steps take it
+# past such bursts for under 1% of the budget.
+N_CAL = 24
 N_EVALS = 5  # validation evaluations per run (the last at the final step)
 EVAL_BATCHES = 8
 MIN_STEPS = 10  # fewer steps cannot rank anything; a smaller tier is tried first
@@ -83,18 +87,23 @@ def run_seconds(cal: dict, steps: int) -> float:
 
 
 def step_cost(run: dict, tokens_per_step: int) -> dict:
-    """Seconds per step and fixed seconds per run from a stored calibration run (N_CAL steps,
-    one evaluation at the end); the inverse of run_seconds.
+    """Seconds per step and fixed seconds per run from a stored calibration run (its steps,
+    then one evaluation); the inverse of run_seconds.
 
-    actlab.train's tokens/s spans the N_CAL - 1 steps after the first and the final evaluation
-    (EVAL_BATCHES forward passes, a third of a step each), so the evaluation is taken out.
+    The step time is the median over the steps after the first (actlab.train.step_seconds), so
+    a step the scheduler stalled during calibration does not shrink the plan; the stall lands
+    in fixed_s, of which the plan keeps the smallest. Runs stored without step stamps fall
+    back to actlab.train's tokens/s, which spans the steps after the first and the evaluation
+    (EVAL_BATCHES forward passes, a third of a step each).
     """
-    if run.get("tokens_per_s"):
-        timed = tokens_per_step * (N_CAL - 1) / run["tokens_per_s"]
+    n = run.get("steps") or N_CAL
+    if run.get("step_s"):
+        step = run["step_s"]
+    elif run.get("tokens_per_s"):
+        step = tokens_per_step * (n - 1) / run["tokens_per_s"] / (n - 1 + EVAL_BATCHES / 3)
     else:  # diverged at once: no timed steps, charge the whole run
-        timed = run["wall_s"]
-    step = timed / (N_CAL - 1 + EVAL_BATCHES / 3)
-    fixed = run["wall_s"] - N_CAL * step - EVAL_BATCHES * step / 3
+        step = run["wall_s"] / (n - 1 + EVAL_BATCHES / 3)
+    fixed = run["wall_s"] - n * step - EVAL_BATCHES * step / 3
     return {"wall_s": run["wall_s"], "step_s": step, "fixed_s": fixed, "n_params": run.get("n_params")}
 
 

@@ -50,6 +50,30 @@ class RunResult:
     history: list[dict] = field(default_factory=list, repr=False)
 
 
+def step_seconds(history: list[dict]) -> float | None:
+    """Median seconds per training step from metrics rows' `time_s` stamps (None if too few).
+
+    Rows written at the same flush share a stamp, so the time is taken flush to flush and
+    divided by the steps in between. The first flush (warm-up) is left out, and so is every
+    interval that follows an evaluation. A median, unlike the mean that tokens_per_s gives,
+    is not moved by one step the scheduler stalled.
+    """
+    flushes: list[tuple[int, float, bool]] = []  # (last step, stamp, evaluated after it)
+    for row in history:
+        if "time_s" not in row:
+            return None
+        if flushes and flushes[-1][1] == row["time_s"]:
+            flushes[-1] = (row["step"], row["time_s"], "val_loss" in row)
+        else:
+            flushes.append((row["step"], row["time_s"], "val_loss" in row))
+    per_step = sorted((t1 - t0) / (s1 - s0) for (s0, t0, ev), (s1, t1, _) in zip(flushes, flushes[1:])
+                      if not ev and s1 > s0)
+    if not per_step:
+        return None
+    mid = len(per_step) // 2
+    return per_step[mid] if len(per_step) % 2 else 0.5 * (per_step[mid - 1] + per_step[mid])
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr * cfg.min_lr_ratio."""
     if step < cfg.warmup_steps:
@@ -193,9 +217,11 @@ def train(
         values = torch.stack([torch.stack([l.detach().float(), g.float()]) for _, _, l, g in pending]).tolist()
         rows = [(s, lr_, v) for (s, lr_, _, _), v in zip(pending, values)]
         pending.clear()
+        now = round(time.perf_counter() - t_start, 6)  # the host sync above ends the steps' work
         for s, lr_, (loss_v, norm_v) in rows:
             train_loss = loss_v
-            log.write({"step": s, "train_loss": loss_v, "lr": lr_, "grad_norm": norm_v})
+            log.write({"step": s, "train_loss": loss_v, "lr": lr_, "grad_norm": norm_v,
+                       "time_s": now})
             if not math.isfinite(loss_v):
                 return False
         return True

@@ -45,7 +45,7 @@ def train_job(params: dict) -> dict:
     Shared by study C3 and `actlab compare`. A diverged run's final_val_loss is NaN.
     """
     from actlab.config import TrainConfig
-    from actlab.train import train
+    from actlab.train import step_seconds, train
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = TrainConfig.from_dict({k: v for k, v in params.items() if k not in JOB_ONLY})
@@ -56,6 +56,7 @@ def train_job(params: dict) -> dict:
     return {
         "outcome": run.outcome, "final_val_loss": run.val_loss if finite else float("nan"),
         "train_loss": run.train_loss, "tokens_per_s": run.tokens_per_s, "n_params": run.n_params,
+        "step_s": step_seconds(run.history),
         "steps": run.steps, "train_seconds": run.seconds, "wall_s": time.perf_counter() - t0,
         # CPU seconds of this process: what the run costs on an idle core, whatever the load
         "cpu_s": time.process_time() - cpu0, "history": history,
