@@ -255,7 +255,9 @@ def _load_plan(out: Path, key: dict) -> dict | None:
 def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
           env: dict) -> tuple[dict, dict]:
     """(the ranking as written to ranking.json, the runs by activation and seed)."""
-    from actlab.studies.convergence_runs import by_seed, compare, holm, rank, summarize
+    from actlab.studies.convergence_runs import (
+        SEED_SPREAD, by_seed, compare, holm, rank, seed_spread, summarize,
+    )
 
     runs = by_seed(results)
     seeds_run = sorted({r["params"]["seed"] for r in results})
@@ -279,6 +281,12 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
                      "n": s["n"], "n_diverged": s["n_diverged"], "losses": s["losses"],
                      "vs_best": t, "significant": sig, "n_params": s["n_params"],
                      "tokens_per_s": s["tokens_per_s"]["mean"]})
+    spread = seed_spread(summary)
+    if spread:
+        notes.append(f"final losses differ by more than {SEED_SPREAD} nats between seeds for: "
+                     + ", ".join(f"{a} {v:.2f}" for a, v in spread.items())
+                     + " (a seed may still be on the early loss plateau: trust that rank only "
+                     "once more steps or seeds make the seeds agree)")
     base = plan["base"]
     return {
         "config": {"data": base["data"], "data_hash": base["data_hash"], "acts": acts,
@@ -289,7 +297,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
                    "eval_batches": base["eval_batches"], "device": base["device"]},
         "sizes": {a: summary[a]["n_params"] for a in order},
         "steps": plan["steps"], "calibration": plan["calibration"], "sizing_rule": SIZING_RULE,
-        "best": best, "rows": rows, "alpha": ALPHA,
+        "best": best, "rows": rows, "alpha": ALPHA, "seed_spread": spread,
         "test": "paired t-test against the best over shared seeds, Holm-corrected",
         "notes": notes, "environment": env,
     }, runs

@@ -37,7 +37,8 @@ from actlab.studies.base import (
     CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
 )
 from actlab.studies.convergence_runs import (
-    SMOOTH, by_seed, compare, holm, loss_of, rank, smoothed, steps_to, summarize, train_job,
+    SEED_SPREAD, SMOOTH, by_seed, compare, holm, loss_of, rank, seed_spread, smoothed, steps_to,
+    summarize, train_job,
 )
 from actlab.sweep import run_grid
 
@@ -77,10 +78,6 @@ GELU_RULE = (
     f"SUPPORTED if worse by more; INCONCLUSIVE with fewer than {MIN_PAIRS} finite pairs."
 )
 
-# A seed-to-seed range of final losses above this many nats (ten times the seed std Shazeer 2020
-# reports, 0.005 at 65k steps; five times the 0.02 nats the gates study calls material) is named
-# in the caveats: it does not change the rule's verdict, it tells the reader not to trust a rank.
-SEED_SPREAD = 0.1
 ACTS = ("sigmoid", "tanh", "relu", "relu2", "gelu", "silu", "glu", "reglu", "geglu", "swiglu")
 
 # Sizes per preset. quick: 60 single-threaded runs (a two-thread torch step slows down badly
@@ -300,16 +297,4 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
                    + ", ".join(f"{a} {v:.2f}" for a, v in spread.items())
                    + " (some seeds may still be on the early loss plateau when training stops; "
                    "where such a run leaves it depends on rounding, so on the processor)")
-    return out
-
-
-def seed_spread(summary: dict, limit: float = SEED_SPREAD) -> dict[str, float]:
-    """Activations whose finite final losses range over more than `limit` nats across seeds,
-    with that range: their seeds did not settle to one outcome."""
-    out = {}
-    for act, s in summary.items():
-        losses = [v for v in s.get("losses", []) if v is not None and math.isfinite(v)]
-        spread = max(losses) - min(losses) if len(losses) >= 2 else 0.0
-        if spread > limit:
-            out[act] = spread
     return out
