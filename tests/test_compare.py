@@ -4,6 +4,7 @@ and (slow) that it keeps to a wall-clock budget."""
 import json
 import random
 import time
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
@@ -120,6 +121,17 @@ def test_ranking_names_activations_whose_seeds_disagree():
     assert "relu 0.25" in cmp.format_table(ranking)
 
 
+def test_time_figure_needs_time_stamps(tmp_path):
+    from actlab.studies.convergence_figures import val_vs_time
+
+    stamped = {"gelu": {0: {"history": [{"step": 4, "val_loss": 3.0, "time_s": 0.5},
+                                        {"step": 9, "val_loss": 2.5, "time_s": 1.0}]}}}
+    assert val_vs_time(stamped, ["gelu"], tmp_path / "t.png", "t") == str(tmp_path / "t.png")
+    old = {"gelu": {0: {"history": [{"step": 9, "val_loss": 2.5}]}}}  # stored before stamps
+    assert val_vs_time(old, ["gelu"], tmp_path / "u.png", "u") is None
+    assert not (tmp_path / "u.png").exists()
+
+
 # -- a comparison on a small corpus ------------------------------------------------------------
 
 def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
@@ -145,6 +157,8 @@ def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
         best = rows[0]["losses"]
         assert t["diff"] == pytest.approx(sum(a - b for a, b in zip(r["losses"], best)) / 3)
         assert 0 <= t["p"] <= t["p_holm"] <= 1 and isinstance(r["significant"], bool)
+    assert sorted(Path(rel).name for rel in data["figures"]) == [
+        "final_loss.png", "loss_curves.png", "val_loss_vs_time.png"]
     for rel in data["figures"]:
         assert mpimg.imread(out / rel).std() > 0
     table = cmp.format_table(ranking)

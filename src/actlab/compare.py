@@ -312,8 +312,10 @@ def _figures(out: Path, runs: dict, ranking: dict) -> list[str]:
     d, cfg = out / "figures", ranking["config"]
     title = f"{cfg['tier']} model, {cfg['steps']} steps, {len(cfg['seeds_run'])} seed(s)"
     paths = [figs.final_loss(summary, order, d / "final_loss.png", f"final validation loss ({title})"),
-             figs.loss_curves(runs, order, d / "loss_curves.png", f"loss curves ({title})")]
-    return [str(Path(p).relative_to(out)) for p in paths]
+             figs.loss_curves(runs, order, d / "loss_curves.png", f"loss curves ({title})"),
+             figs.val_vs_time(runs, order, d / "val_loss_vs_time.png",
+                              f"validation loss vs training time ({title})")]
+    return [str(Path(p).relative_to(out)) for p in paths if p]
 
 
 def format_table(ranking: dict) -> str:

@@ -1,7 +1,8 @@
 """Figures of study C3 (convergence) and of `actlab compare`, drawn only from stored runs.
 
-loss curves with 95% CI bands, final validation loss with CIs (best first), learning-rate
-sensitivity, and tokens/s per activation. Each function takes plain data and a path.
+loss curves with 95% CI bands, validation loss against training time, final validation loss
+with CIs (best first), learning-rate sensitivity, and tokens/s per activation. Each function
+takes plain data and a path.
 """
 
 from __future__ import annotations
@@ -54,6 +55,35 @@ def loss_curves(runs: dict[str, dict], order: list[str], path: Path, title: str)
               for v in [r.get("final_val_loss")] if v is not None and math.isfinite(v)]
     if finals:  # the early steps dwarf the differences that matter: zoom on the tail
         ax.set_ylim(min(finals) * 0.97, max(finals) * 1.25)
+    ax.legend(fontsize=7, ncols=2)
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def val_vs_time(runs: dict[str, dict], order: list[str], path: Path, title: str) -> str | None:
+    """Validation loss against seconds since the run started, mean over seeds at each
+    evaluation: which activation gets lower for the same wall-clock time. None when the stored
+    runs carry no time stamps (written before they were recorded)."""
+    series = {}
+    for act in order:
+        evals = [[(r["time_s"], r["val_loss"]) for r in run.get("history", [])
+                  if "val_loss" in r and "time_s" in r] for run in runs[act].values()]
+        evals = [e for e in evals if e]
+        if evals:
+            n = min(len(e) for e in evals)
+            pts = np.asarray([e[:n] for e in evals], dtype=float)  # seeds x evals x (t, loss)
+            series[act] = pts[:, :, 0].mean(axis=0), pts[:, :, 1].mean(axis=0)
+    if not series:
+        return None
+    col = colors(order)
+    fig, axes = new_figure(width=6.4, height=4.0)
+    ax = axes[0][0]
+    for act, (t, loss) in series.items():
+        keep = np.isfinite(loss)
+        ax.plot(t[keep], loss[keep], "o-", ms=3, color=col[act],
+                lw=2.2 if act == "sigmoid" else 1.2, label=act)
+    ax.set_xlabel("seconds since the run started, mean over seeds (shared CPU: compare, do not quote)")
+    ax.set_ylabel("validation loss (nats/token)")
     ax.legend(fontsize=7, ncols=2)
     ax.set_title(title)
     return save(fig, path)

@@ -52,7 +52,8 @@ def train_job(params: dict) -> dict:
     data = prepared(cfg.data, cfg.tokenizer, cfg.model.block_size, cfg.bpe_vocab, cfg.val_fraction)
     run = train(cfg, data=data, progress=False)
     finite = run.outcome == "completed" and run.val_loss is not None and math.isfinite(run.val_loss)
-    history = [{k: r[k] for k in ("step", "train_loss", "val_loss") if k in r} for r in run.history]
+    history = [{k: r[k] for k in ("step", "train_loss", "val_loss", "time_s") if k in r}
+               for r in run.history]
     return {
         "outcome": run.outcome, "final_val_loss": run.val_loss if finite else float("nan"),
         "train_loss": run.train_loss, "tokens_per_s": run.tokens_per_s, "n_params": run.n_params,
