@@ -195,3 +195,7 @@ def test_compare_keeps_to_its_budget(corpus, tmp_path):
     seen = {k: plan[k] for k in ("steps", "calibration", "overhead_s", "available_s", "round_s")}
     assert 0.5 * budget <= wall <= 1.1 * budget, (wall, seen)
     assert ranking["steps"] >= cmp.MIN_STEPS and len(ranking["rows"]) == 2
+    timing = ranking["timing"]
+    assert timing["round_s_planned"] == plan["round_s"]
+    assert len(timing["rounds_s"]) == len(ranking["config"]["seeds_run"])
+    assert sum(timing["rounds_s"]) < wall

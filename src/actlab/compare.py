@@ -184,7 +184,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
 
     # Seeds run in rounds so that an overrun drops whole rounds and every comparison stays paired.
-    results, round_s, notes = [], plan["round_s"], []
+    results, round_s, notes, rounds_s = [], plan["round_s"], [], []
     for seed in range(seeds):
         left = budget_s - (time.perf_counter() - t0) - RESERVE_S
         if seed and round_s > left + OVERRUN * budget_s:
@@ -194,8 +194,11 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         t_round = time.perf_counter()
         results += run_grid(STUDY, _jobs(acts, [seed], plan["steps"], plan["base"], "run"),
                             train_job, out, progress=progress, **grid_kw)
-        round_s = max(round_s, time.perf_counter() - t_round)
+        rounds_s.append(time.perf_counter() - t_round)
+        round_s = max(round_s, rounds_s[-1])
     ranking, runs = _rank(results, acts, plan, notes, environment())
+    # the plan's forecast of a round beside what each round took (rounds of stored runs: ~0)
+    ranking["timing"] = {"round_s_planned": plan["round_s"], "rounds_s": rounds_s}
     ranking["figures"] = _figures(out, runs, ranking)
     ranking["wall_s"] = time.perf_counter() - t0
     # JSON has no NaN: a missing CI (one seed) or a diverged mean is written as null.
