@@ -163,7 +163,7 @@ def test_smoke_study_writes_a_complete_verdict(tmp_path):
         assert s["n_params"] > 0 and s["lr"] in preset["lrs"]
     # the smoke activations are all plain, so the models are identical in size
     assert len({s["n_params"] for s in ev["per_act"].values()}) == 1
-    assert len(data["figures"]) == 4
+    assert len(data["figures"]) == 5 and "figures/val_loss_vs_time.png" in data["figures"]
     for rel in data["figures"]:
         path = tmp_path / rel
         assert path.read_bytes()[:8] == PNG_SIGNATURE

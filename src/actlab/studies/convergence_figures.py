@@ -151,12 +151,15 @@ def throughput(summary: dict[str, dict], order: list[str], path: Path) -> str:
 
 
 def draw_all(out: Path, runs, summary, ranking, lrs) -> list[str]:
-    """The study's four figures; returns paths relative to `out`."""
+    """The study's figures (the time one only for runs stored with time stamps); returns
+    paths relative to `out`."""
     fig_dir = out / "figures"
     paths = [
         loss_curves(runs, ranking, fig_dir / "loss_curves.png", "loss curves (mean, 95% CI over seeds)"),
+        val_vs_time(runs, ranking, fig_dir / "val_loss_vs_time.png",
+                    "validation loss vs training time (mean over seeds)"),
         final_loss(summary, ranking, fig_dir / "final_loss.png", "final validation loss, best on top"),
         lr_sensitivity(lrs, ranking, fig_dir / "lr_sensitivity.png"),
         throughput(summary, ranking, fig_dir / "tokens_per_s.png"),
     ]
-    return [str(Path(p).relative_to(out)) for p in paths]
+    return [str(Path(p).relative_to(out)) for p in paths if p]
