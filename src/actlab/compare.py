@@ -48,8 +48,9 @@ SIZING_RULE = (
     "Sizing: the model size comes from the seconds per run, budget / (activations x seeds): "
     "< 15 s tiny (2 layers, width 32, context 32), < 90 s small (2 x 64, context 64), < 10 min "
     "medium (4 x 128, context 128), else large (6 x 192, context 256). Each activation then "
-    f"trains {N_CAL} timed calibration steps (their time counts against the budget), and the "
-    f"step count is the largest that fits {SAFETY:.0%} of the remaining budget for every "
+    f"trains {N_CAL} calibration steps (their time counts against the budget), and from their "
+    f"median step time the step count is the largest that fits {SAFETY:.0%} of the remaining "
+    "budget for every "
     f"activation and seed, {N_EVALS} evaluations included. Seeds run in rounds (every "
     "activation once per round); a round expected to end more than 5% past the budget is not started."
 )
