@@ -127,6 +127,9 @@ def test_time_figure_needs_time_stamps(tmp_path):
     stamped = {"gelu": {0: {"history": [{"step": 4, "val_loss": 3.0, "time_s": 0.5},
                                         {"step": 9, "val_loss": 2.5, "time_s": 1.0}]}}}
     assert val_vs_time(stamped, ["gelu"], tmp_path / "t.png", "t") == str(tmp_path / "t.png")
+    diverged = {"gelu": {0: {"outcome": "diverged", "history": [{"step": 4, "val_loss": 3.0,
+                                                                 "time_s": 0.5}]}}}
+    assert val_vs_time(diverged, ["gelu"], tmp_path / "d.png", "d") is None
     old = {"gelu": {0: {"history": [{"step": 9, "val_loss": 2.5}]}}}  # stored before stamps
     assert val_vs_time(old, ["gelu"], tmp_path / "u.png", "u") is None
     assert not (tmp_path / "u.png").exists()

@@ -62,12 +62,14 @@ def loss_curves(runs: dict[str, dict], order: list[str], path: Path, title: str)
 
 def val_vs_time(runs: dict[str, dict], order: list[str], path: Path, title: str) -> str | None:
     """Validation loss against seconds since the run started, mean over seeds at each
-    evaluation: which activation gets lower for the same wall-clock time. None when the stored
-    runs carry no time stamps (written before they were recorded)."""
+    evaluation: which activation gets lower for the same wall-clock time. Completed runs only
+    (a diverged seed would cut every curve short). None when the stored runs carry no time
+    stamps (written before they were recorded)."""
     series = {}
     for act in order:
         evals = [[(r["time_s"], r["val_loss"]) for r in run.get("history", [])
-                  if "val_loss" in r and "time_s" in r] for run in runs[act].values()]
+                  if "val_loss" in r and "time_s" in r] for run in runs[act].values()
+                 if run.get("outcome", "completed") == "completed"]
         evals = [e for e in evals if e]
         if evals:
             n = min(len(e) for e in evals)
