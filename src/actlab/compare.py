@@ -185,9 +185,10 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
 
     # Seeds run in rounds so that an overrun drops whole rounds and every comparison stays paired.
-    results, round_s, notes, rounds_s = [], plan["round_s"], [], []
+    results, notes, rounds_s = [], [], []
     for seed in range(seeds):
         left = budget_s - (time.perf_counter() - t0) - RESERVE_S
+        round_s = max([plan["round_s"], *rounds_s])  # the forecast, or the slowest round so far
         if seed and round_s > left + OVERRUN * budget_s:
             notes.append(f"stopped after {seed} of {seeds} seeds: the next round needed about "
                          f"{round_s:.0f} s, {left:.0f} s were left")
@@ -196,7 +197,6 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         results += run_grid(STUDY, _jobs(acts, [seed], plan["steps"], plan["base"], "run"),
                             train_job, out, progress=progress, **grid_kw)
         rounds_s.append(time.perf_counter() - t_round)
-        round_s = max(round_s, rounds_s[-1])
     ranking, runs = _rank(results, acts, plan, notes, environment())
     # the plan's forecast of a round beside what each round took (rounds of stored runs: ~0)
     ranking["timing"] = {"round_s_planned": plan["round_s"], "rounds_s": rounds_s}
@@ -260,7 +260,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
           env: dict) -> tuple[dict, dict]:
     """(the ranking as written to ranking.json, the runs by activation and seed)."""
     from actlab.studies.convergence_runs import (
-        SEED_SPREAD, by_seed, compare, holm, rank, seed_spread, summarize,
+        by_seed, compare, holm, rank, seed_spread, spread_note, summarize,
     )
 
     runs = by_seed(results)
@@ -287,10 +287,8 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
                      "tokens_per_s": s["tokens_per_s"]["mean"]})
     spread = seed_spread(summary)
     if spread:
-        notes.append(f"final losses differ by more than {SEED_SPREAD} nats between seeds for: "
-                     + ", ".join(f"{a} {v:.2f}" for a, v in spread.items())
-                     + " (a seed may still be on the early loss plateau: trust that rank only "
-                     "once more steps or seeds make the seeds agree)")
+        notes.append(spread_note(spread) + " (a seed may still be on the early loss plateau: "
+                     "trust that rank only once more steps or seeds make the seeds agree)")
     base = plan["base"]
     return {
         "config": {"data": base["data"], "data_hash": base["data_hash"], "acts": acts,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -66,12 +67,9 @@ def step_seconds(history: list[dict]) -> float | None:
             flushes[-1] = (row["step"], row["time_s"], "val_loss" in row)
         else:
             flushes.append((row["step"], row["time_s"], "val_loss" in row))
-    per_step = sorted((t1 - t0) / (s1 - s0) for (s0, t0, ev), (s1, t1, _) in zip(flushes, flushes[1:])
-                      if not ev and s1 > s0)
-    if not per_step:
-        return None
-    mid = len(per_step) // 2
-    return per_step[mid] if len(per_step) % 2 else 0.5 * (per_step[mid - 1] + per_step[mid])
+    per_step = [(t1 - t0) / (s1 - s0) for (s0, t0, ev), (s1, t1, _) in zip(flushes, flushes[1:])
+                if not ev and s1 > s0]
+    return statistics.median(per_step) if per_step else None
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

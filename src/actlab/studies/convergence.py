@@ -37,7 +37,7 @@ from actlab.studies.base import (
     CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
 )
 from actlab.studies.convergence_runs import (
-    SEED_SPREAD, SMOOTH, by_seed, compare, holm, loss_of, rank, seed_spread, smoothed, steps_to,
+    SMOOTH, by_seed, compare, holm, loss_of, rank, seed_spread, smoothed, spread_note, steps_to,
     summarize, train_job,
 )
 from actlab.sweep import run_grid
@@ -293,8 +293,6 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
     if diverged:
         out.append("diverged runs (ranked last): " + ", ".join(f"{a} {n}" for a, n in diverged.items()))
     if spread := seed_spread(summary):
-        out.append(f"final losses differ by more than {SEED_SPREAD} nats between seeds for: "
-                   + ", ".join(f"{a} {v:.2f}" for a, v in spread.items())
-                   + " (some seeds may still be on the early loss plateau when training stops; "
+        out.append(spread_note(spread) + " (some seeds may still be on the early loss plateau when training stops; "
                    "where such a run leaves it depends on rounding, so on the processor)")
     return out

@@ -161,3 +161,9 @@ def seed_spread(summary: dict, limit: float = SEED_SPREAD) -> dict[str, float]:
         if spread > limit:
             out[act] = spread
     return out
+
+
+def spread_note(spread: dict[str, float], limit: float = SEED_SPREAD) -> str:
+    """seed_spread's finding in words, for a caveat or a note."""
+    return (f"final losses differ by more than {limit} nats between seeds for: "
+            + ", ".join(f"{a} {v:.2f}" for a, v in spread.items()))
