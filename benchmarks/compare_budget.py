@@ -28,7 +28,8 @@ from actlab import compare as cmp  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--budgets", default="20,40,100", help="comma-separated budgets in seconds (100 s for 3 x 2 runs is the small tier)")
+    p.add_argument("--budgets", default="20,40,100",
+                   help="comma-separated budgets in seconds (100 s for 3 x 2 runs is the small tier)")
     p.add_argument("--acts", default="gelu,sigmoid,swiglu", help="activations to compare")
     p.add_argument("--seeds", type=int, default=2, help="seeds per activation")
     p.add_argument("--repeats", type=int, default=2, help="fresh comparisons per budget")
