@@ -20,7 +20,7 @@ import torch
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
-from actlab.env import cpu_model  # noqa: E402
+from actlab.training.env import cpu_model  # noqa: E402
 
 
 def default_threads() -> int:

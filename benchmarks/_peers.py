@@ -1,5 +1,5 @@
 """The implementations benchmarks/throughput.py races, built identically seeded: actlab's GPT
-(eager or through actlab.compile), Hugging Face GPT2LMHeadModel (gelu_new or gelu_pytorch_tanh,
+(eager or through actlab.training.compile), Hugging Face GPT2LMHeadModel (gelu_new or gelu_pytorch_tanh,
 SDPA attention) and a plain reference GPT written here the straightforward way.
 """
 
@@ -9,10 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from actlab.compile import compile_model
+from actlab.training.compile import compile_model
 from actlab.config import ModelConfig, TrainConfig
-from actlab.model import GPT
-from actlab.train import make_optimizer
+from actlab.nn.gpt import GPT
+from actlab.training.loop import make_optimizer
 
 VOCAB = 96  # a character-level vocabulary
 OPT = dict(lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)  # TrainConfig's defaults

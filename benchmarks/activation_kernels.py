@@ -9,7 +9,7 @@ activation's variants, and the ratio is taken within the round, then the median 
 shared machine's drift hits the copy and the activation alike. The `fresh clone` line is the price
 of new memory: with glibc's default allocator every tensor over 32 MiB is a fresh mapping that
 page-faults in on first touch, which no kernel can avoid. By default this script runs as every
-actlab process does, with freed memory kept for reuse (actlab.allocator: what jemalloc or tcmalloc,
+actlab process does, with freed memory kept for reuse (actlab.training.allocator: what jemalloc or tcmalloc,
 which PyTorch's CPU tuning guide recommends, also do); `--malloc system` leaves glibc as it is. Columns: eager (autograd through the module's ops), fused (the aten
 kernels of fused.py), compile (torch.compile'd kernels; compile s = the first call, compilation
 included, in this process; a warm inductor cache under /tmp shortens it).
@@ -44,7 +44,7 @@ from torch.utils._pytree import tree_flatten
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # _common then puts this checkout's src/ first
 from _common import best_time, device_name, sync  # noqa: E402
-from actlab import allocator  # noqa: E402
+from actlab.training import allocator  # noqa: E402
 from actlab.activations import fused, get, names  # noqa: E402
 
 COLS = 4096  # last dimension of the timed tensors (gated: 2h = 4096 in, h = 2048 out)
@@ -228,7 +228,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--malloc", choices=("actlab", "system"), default="actlab",
                    help="actlab: keep freed memory for reuse, as actlab's processes do "
-                        "(actlab.allocator); system: the C library's default (default: actlab)")
+                        "(actlab.training.allocator); system: the C library's default (default: actlab)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object instead of the tables")
     return p.parse_args(argv)

@@ -22,7 +22,7 @@ from _common import device_name  # noqa: E402
 
 import torch  # noqa: E402
 
-from actlab import compare as cmp  # noqa: E402
+from actlab.lab import compare as cmp  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

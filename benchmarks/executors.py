@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Sweep wall time: W local workers x 1 torch thread each, against 1 worker x W threads.
 
-Both layouts run the same study-like sweep through actlab.sweep.run_grid (fresh results
-folders, so nothing is skipped): tiny GPTs trained with actlab.train.train for a few seconds
+Both layouts run the same study-like sweep through actlab.engine.sweep.run_grid (fresh results
+folders, so nothing is skipped): tiny GPTs trained with actlab.training.loop.train for a few seconds
 each, several activations and seeds. The fork server is warmed first so neither layout pays
 its one-time start. Rounds alternate which layout goes first, since the cores may be shared.
 Prints each layout's median wall time and the ratio (1 x W) / (W x 1): above 1 means running
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import default_threads  # noqa: E402
 
 from actlab.config import ModelConfig, TrainConfig  # noqa: E402
-from actlab.sweep import run_grid  # noqa: E402
+from actlab.engine.sweep import run_grid  # noqa: E402
 
 ACTS = ("gelu", "relu", "sigmoid")
 
@@ -42,7 +42,7 @@ def _data(block_size: int):
 
 def train_job(params: dict) -> dict:
     """One study-like run: a tiny character-level GPT on the bundled corpus."""
-    from actlab.train import train
+    from actlab.training.loop import train
 
     data = _data(params["block_size"])
     model = ModelConfig(vocab_size=data.vocab_size, block_size=params["block_size"], n_layer=2,
@@ -60,7 +60,7 @@ def _noop(params: dict) -> dict:
 def _import_train(i: int) -> int:
     import torch._dynamo  # noqa: F401 - what a fresh worker imports before its first optimizer
 
-    import actlab.train  # noqa: F401
+    import actlab.training.loop  # noqa: F401
     return i
 
 

@@ -3,14 +3,14 @@
 
 Every configuration trains its own copy of one model (same seed, same init) on the same
 pre-generated token batches: forward, backward, the probes' after_backward, clip to 1.0, AdamW,
-zero_grad, after_step, loss.item() (the loop of actlab.train). The timing is interleaved: each
+zero_grad, after_step, loss.item() (the loop of actlab.training.loop). The timing is interleaved: each
 round times a block of steps of every configuration in turn, rotating the order, so drift in a
 shared machine's speed hits all alike. The overhead is the median over rounds of the per-round
 ratio (probes / none) minus 1, from wall-clock time and from the process's CPU time; on a
 shared CPU the wall clock also measures the neighbours, so the CPU-time ratio is the one to
 trust there. Configurations: none, all, and each probe alone (grad, acts, sign, path), every
 probe recording on every step. By default the process keeps freed memory for reuse, as actlab's
-own processes do (actlab.allocator; `--malloc system` leaves glibc's allocator as it comes): the
+own processes do (actlab.training.allocator; `--malloc system` leaves glibc's allocator as it comes): the
 probes' small per-step tensors would otherwise come back as fresh pages every step.
 """
 
@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import default_threads, device_name, sync  # noqa: E402  (puts this checkout's src/ first)
-from actlab import allocator  # noqa: E402
+from actlab.training import allocator  # noqa: E402
 from actlab.config import ModelConfig, TrainConfig  # noqa: E402
-from actlab.model import GPT  # noqa: E402
+from actlab.nn.gpt import GPT  # noqa: E402
 from actlab.probes import attach  # noqa: E402
-from actlab.train import make_optimizer  # noqa: E402
+from actlab.training.loop import make_optimizer  # noqa: E402
 
 # The "quick" size: 4 layers, width 128, 4 heads, context 128, batch 16, a character vocabulary.
 QUICK = dict(n_layer=4, n_embd=128, n_head=4, block_size=128)
@@ -148,7 +148,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    f"measure even on a shared machine (this one may use {default_threads()})")
     p.add_argument("--malloc", choices=("actlab", "system"), default="actlab",
                    help="actlab: keep freed memory for reuse, as actlab's processes do "
-                   "(actlab.allocator); system: the C library's allocator as it comes")
+                   "(actlab.training.allocator); system: the C library's allocator as it comes")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.configs.split(",") if s.strip()]

@@ -17,7 +17,7 @@ the interleaved rounds (so under the same load from elsewhere as the steps: the 
 shared machine), and their best-of-3 peak before and after the rounds.
 
 `actlab_compiled` (left out with --no-compile) is the same model and optimizer with the training
-forward through actlab.compile.compile_model (torch.compile, inductor), as actlab trains runs of
+forward through actlab.training.compile.compile_model (torch.compile, inductor), as actlab trains runs of
 2,000 steps or more by default (TrainConfig.compile = "auto"); its compilation happens in the first
 warmup step, is timed separately and is not part of the step times.
 
@@ -52,8 +52,8 @@ from _common import (  # noqa: E402
     sync,
 )
 from _peers import VOCAB, actlab_config, build  # noqa: E402
-from actlab import allocator  # noqa: E402
-from actlab.model import GPT  # noqa: E402
+from actlab.training import allocator  # noqa: E402
+from actlab.nn.gpt import GPT  # noqa: E402
 
 # layers, width, heads, context, batch; on CPU: rounds, steps per implementation per round, warmup.
 # Many short rounds rather than a few long ones: on a shared machine a burst of load from
@@ -249,7 +249,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--malloc", choices=("system", "actlab"), default="system",
                    help="system: the C library's allocator as it comes, as a plain PyTorch or "
                    "Hugging Face program runs; actlab: freed memory kept for reuse, as actlab's own "
-                   "processes run (actlab.allocator). Either way it holds for every implementation "
+                   "processes run (actlab.training.allocator). Either way it holds for every implementation "
                    "alike, being a process setting (default: system)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)

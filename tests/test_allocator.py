@@ -1,4 +1,4 @@
-"""actlab.allocator: freed memory is reused instead of faulted in again (Linux + glibc only)."""
+"""actlab.training.allocator: freed memory is reused instead of faulted in again (Linux + glibc only)."""
 
 import json
 import subprocess
@@ -6,14 +6,14 @@ import sys
 
 import pytest
 
-from actlab import allocator
+from actlab.training import allocator
 
 glibc_only = pytest.mark.skipif(allocator._glibc() is None, reason="needs Linux with glibc")
 
 # Allocate and free a 64 MiB tensor many times; print the minor page faults of the last rounds.
 _PROBE = """
 import json, resource, sys, torch
-from actlab import allocator
+from actlab.training import allocator
 applied = allocator.keep_freed_memory() if sys.argv[1] == "keep" else False
 for _ in range(24):  # glibc's heap takes some rounds to hold a free block of the right size
     torch.ones(16 * 2**20)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from actlab.claims import CLAIMS, RECOMMENDATION
+from actlab.article.claims import CLAIMS, RECOMMENDATION
 from actlab.studies import STUDIES
 
 ARTICLE = Path(__file__).resolve().parents[2] / "shared" / "article.md"

@@ -55,7 +55,7 @@ def test_train_writes_a_run_folder(capsys, tmp_path):
     assert cfg["compile"] == "auto"
     env = json.loads((out_dir / "env.json").read_text())
     assert env["compile"] is False  # 6 steps: auto leaves it eager
-    from actlab import allocator
+    from actlab.training import allocator
 
     kept = allocator._glibc() is not None and os.environ.get(allocator.ENV, "") in ("", "keep")
     assert env["allocator"] == ("glibc-keep-freed" if kept else "system")  # the CLI set it up

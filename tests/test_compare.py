@@ -9,11 +9,11 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 
-from actlab import compare as cmp
+from actlab.lab import compare as cmp
 from actlab.errors import ActlabError
-from actlab.stats import mean_ci
-from actlab.store import Store
-from actlab.train import step_seconds
+from actlab.analysis.stats import mean_ci
+from actlab.engine.store import Store
+from actlab.training.loop import step_seconds
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_ranking_names_activations_whose_seeds_disagree():
 
 
 def test_time_figure_needs_time_stamps(tmp_path):
-    from actlab.studies.convergence_figures import val_vs_time
+    from actlab.studies.convergence.figures import val_vs_time
 
     stamped = {"gelu": {0: {"history": [{"step": 4, "val_loss": 3.0, "time_s": 0.5},
                                         {"step": 9, "val_loss": 2.5, "time_s": 1.0}]}}}

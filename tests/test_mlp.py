@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from actlab.errors import ActlabError
-from actlab.mlp import DeepMLP, char_task, default_init, mlp_layers, train_mlp
+from actlab.data.chartask import char_task
+from actlab.nn.mlp import DeepMLP, default_init
+from actlab.probes import mlp_layers
+from actlab.training.mlp_loop import train_mlp
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from actlab.model import GPT, GatedMLP, MLP
+from actlab.nn.gpt import GPT, GatedMLP, MLP
 
 from conftest import tiny_model
 

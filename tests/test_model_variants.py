@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from actlab.model import GPT, CausalSelfAttention, sigmoid_attention, sigmoid_head_loss
+from actlab.nn.gpt import GPT, CausalSelfAttention, sigmoid_attention, sigmoid_head_loss
 
 from conftest import tiny_model
 

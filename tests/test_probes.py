@@ -9,7 +9,7 @@ from torch import nn
 
 from actlab import activations
 from actlab.data import prepare
-from actlab.model import GPT
+from actlab.nn.gpt import GPT
 from actlab.probes import (
     ActivationProbe,
     GradNormProbe,
@@ -19,7 +19,7 @@ from actlab.probes import (
     attach,
     gpt_layers,
 )
-from actlab.train import train
+from actlab.training.loop import train
 
 from conftest import tiny_model, tiny_train
 

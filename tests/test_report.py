@@ -8,11 +8,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from actlab.audit import run_audit
-from actlab.figures import new_figure, save
+from actlab.lab.audit import run_audit
+from actlab.analysis.figures import new_figure, save
 from actlab.report import render_report
 from actlab.studies.base import STUDIES, SUPPORTED, Verdict, register_study
-from actlab.sweep import run_grid
+from actlab.engine.sweep import run_grid
 
 HOSTILE = "<script>alert('x')</script>"
 

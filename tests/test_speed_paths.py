@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from actlab import compile as actlab_compile
-from actlab.compile import compile_model, gelu_tanh_sigmoid, gelu_tanh_sigmoid_backward
+from actlab.training import compile as actlab_compile
+from actlab.training.compile import compile_model, gelu_tanh_sigmoid, gelu_tanh_sigmoid_backward
 from actlab.data import prepare
-from actlab.model import GPT
-from actlab.train import train
+from actlab.nn.gpt import GPT
+from actlab.training.loop import train
 
 from conftest import tiny_model, tiny_train
 

@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from actlab.store import Store
+from actlab.engine.store import Store
 
 
 def test_round_trip_with_nan_inf_and_numpy(tmp_path):

@@ -6,12 +6,12 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from actlab.claims import CLAIMS
-from actlab.stats import mean_ci
-from actlab.store import Store
+from actlab.article.claims import CLAIMS
+from actlab.analysis.stats import mean_ci
+from actlab.engine.store import Store
 from actlab.studies import base
-from actlab.studies import centering as c
-from actlab.stats import mean_band as band
+from actlab.studies.centering import study as c
+from actlab.analysis.stats import mean_band as band
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

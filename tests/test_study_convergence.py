@@ -7,11 +7,11 @@ import math
 import matplotlib.image as mpimg
 import pytest
 
-from actlab.claims import CLAIMS
-from actlab.stats import mean_ci
+from actlab.article.claims import CLAIMS
+from actlab.analysis.stats import mean_ci
 from actlab.studies import base
-from actlab.studies import convergence as c
-from actlab.studies import convergence_runs as runs
+from actlab.studies.convergence import study as c
+from actlab.studies.convergence import runs as runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from actlab.data import prepare
-from actlab.model import GPT
-from actlab.store import Store
+from actlab.nn.gpt import GPT
+from actlab.engine.store import Store
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, _clean
-from actlab.studies.gates import (
+from actlab.studies.gates.study import (
     FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare, pick_lrs, run,
 )
-from actlab.studies.gates_runs import _AttentionProbe, measure_attention
-from actlab.train import train
+from actlab.studies.gates.runs import _AttentionProbe, measure_attention
+from actlab.training.loop import train
 from conftest import tiny_model, tiny_train
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from actlab.data import ByteTokenizer, CharTokenizer
-from actlab.model import GPT
-from actlab.studies import output_head as oh
-from actlab.studies import output_head_runs as ohr
+from actlab.nn.gpt import GPT
+from actlab.studies.output_head import study as oh
+from actlab.studies.output_head import runs as ohr
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from conftest import tiny_model
 

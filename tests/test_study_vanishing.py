@@ -7,11 +7,11 @@ import math
 import matplotlib.image
 import pytest
 
-from actlab import sweep
-from actlab.claims import CLAIMS
-from actlab.stats import paired_test
+from actlab.engine import sweep
+from actlab.article.claims import CLAIMS
+from actlab.analysis.stats import paired_test
 from actlab.studies import base
-from actlab.studies import vanishing as V
+from actlab.studies.vanishing import study as V
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -20,8 +20,8 @@ import torch
 
 from actlab.config import ModelConfig, TrainConfig
 from actlab.errors import ActlabError
-from actlab.store import Store
-from actlab.sweep import STORE_NAME, job_id, run_grid
+from actlab.engine.store import Store
+from actlab.engine.sweep import STORE_NAME, job_id, run_grid
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def marked_job(params: dict) -> dict:
     x = seeded(params["i"])
     time.sleep(params.get("sleep", 0.0))
     if params.get("interrupt_at") == params["i"]:
-        return {"outcome": "interrupted"}  # what actlab.train returns after Ctrl-C
+        return {"outcome": "interrupted"}  # what actlab.training.loop returns after Ctrl-C
     return {"value": (x @ x).sum().item(), "history": [{"step": 0, "norm": x.norm().item()}]}
 
 
@@ -69,7 +69,7 @@ def _corpus():
 
 def gpt_job(params: dict) -> dict:
     """A tiny GPT trained for a few steps; threads left to the sweep (threads=0)."""
-    from actlab.train import train
+    from actlab.training.loop import train
 
     data = _corpus()
     model = ModelConfig(vocab_size=data.vocab_size, block_size=16, n_layer=2, n_head=2, n_embd=32,
@@ -265,7 +265,7 @@ ORPHAN_SWEEP = """
 import sys
 sys.path.insert(0, {here!r})
 import test_sweep
-from actlab.sweep import run_grid
+from actlab.engine.sweep import run_grid
 run_grid("orphan", [{{"pid_file": {pid_file!r}, "sleep": 120}}], test_sweep.pid_job, {out!r},
          progress=False, workers=1)
 """

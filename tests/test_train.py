@@ -9,8 +9,8 @@ from safetensors.torch import load_model
 
 from actlab.config import TrainConfig
 from actlab.data import prepare
-from actlab.model import GPT
-from actlab.train import lr_at, train
+from actlab.nn.gpt import GPT
+from actlab.training.loop import lr_at, train
 
 from conftest import tiny_train
 

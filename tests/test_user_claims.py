@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from actlab.audit import run_audit
+from actlab.lab.audit import run_audit
 from actlab.errors import ActlabError
 from actlab.studies.base import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
-from actlab.user_claims import decide, load_claims
+from actlab.lab.user_claims import decide, load_claims
 
 TEXT = "Whether 'tis nobler in the mind to suffer the slings and arrows of outrageous fortune. " * 50
 

@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-from actlab import claims, zoo
+from actlab.article import claims
+from actlab.article import zoo
 from actlab.errors import ActlabError
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 

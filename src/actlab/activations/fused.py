@@ -17,7 +17,7 @@ eager's up to float32 rounding, and eager's intermediate tensors and final cat a
 Measured with benchmarks/activation_kernels.py (16M values, one thread, 2-core CPU), forward +
 backward over a copy's time: with glibc's default allocator, where every fresh tensor over 32 MiB
 is a new mapping that page-faults in (a fresh clone costs 5-9x a copy), gated entries go from
-16-25x (eager) to 10-15x (fused); with freed memory kept for reuse (actlab.allocator, as actlab's
+16-25x (eager) to 10-15x (fused); with freed memory kept for reuse (actlab.training.allocator, as actlab's
 processes run), eager is 4.2-8.5x, the aten kernels 3.2-8.9x (no allocation left to save, one
 recomputed f(gate) to pay; row blocks for big tensors, below) and torch.compile 2.7-4.9x.
 In a GPT training step the activation is a few percent of the time: fused and compile steps

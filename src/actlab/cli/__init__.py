@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from actlab import allocator
+    from actlab.training import allocator
 
     allocator.keep_freed_memory()  # this process is ours: reuse freed memory (allocator.py)
     try:

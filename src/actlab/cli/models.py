@@ -66,7 +66,7 @@ def cmd_acts(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from actlab import zoo
+    from actlab.article import zoo
 
     rows = zoo.load()
     facts = zoo.fact_verdicts(rows)
@@ -153,7 +153,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from actlab.train import train
+    from actlab.training.loop import train
 
     cfg = config_from_args(args)
     result = train(cfg, args.out, progress=not args.quiet and sys.stderr.isatty())

@@ -9,7 +9,7 @@ from actlab.cli.args import positive_float, positive_int
 
 
 def register(sub) -> None:
-    from actlab.compare import SIZING_RULE
+    from actlab.lab.compare import SIZING_RULE
     from actlab.config import DEVICES, TOKENIZERS
     from actlab.studies.base import PRESETS
 
@@ -54,7 +54,7 @@ def register(sub) -> None:
                    help="where runs execute: local worker processes, this process, or Ray (default: local)")
     p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: an existing Ray cluster (default: start one locally)")
     p.add_argument("--claims", metavar="FILE.toml", help="also judge your own claims: [[claim]] tables with "
-                   "text, candidate, baseline and optionally data, seeds, steps, margin (see actlab.user_claims)")
+                   "text, candidate, baseline and optionally data, seeds, steps, margin (see actlab.lab.user_claims)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_audit)
 
@@ -104,7 +104,7 @@ def split_top_level(text: str) -> list[str]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from actlab.compare import format_table, parse_budget, run_compare
+    from actlab.lab.compare import format_table, parse_budget, run_compare
 
     budget = parse_budget(args.budget)
     out = Path(args.out or "results/compare")
@@ -122,7 +122,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from actlab.audit import AUDIT_STUDIES, run_audit
+    from actlab.lab.audit import AUDIT_STUDIES, run_audit
 
     names = AUDIT_STUDIES
     if args.studies:
@@ -134,7 +134,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         status = verdict.verdict if verdict else f"ERROR ({error})"
         console.print(f"[bold]{name}[/bold] finished in {seconds:.0f} s: {status}")
 
-    from actlab.sweep import executor_defaults
+    from actlab.engine.sweep import executor_defaults
 
     with executor_defaults(args.executor, args.address):
         meta = run_audit(args.preset, out, studies=names, claims_file=args.claims,

@@ -13,7 +13,7 @@ from actlab.probes.activation import ActivationProbe
 from actlab.probes.attach import ProbeSet, attach
 from actlab.probes.base import MAX_ROWS, Probe, stride_rows
 from actlab.probes.grad import GradNormProbe
-from actlab.probes.layers import LayerRef, gpt_layers
+from actlab.probes.layers import LayerRef, gpt_layers, layers_of, mlp_layers
 from actlab.probes.path import PathStraightness
 from actlab.probes.sign import SignCoherenceProbe
 
@@ -28,5 +28,7 @@ __all__ = [
     "SignCoherenceProbe",
     "attach",
     "gpt_layers",
+    "layers_of",
+    "mlp_layers",
     "stride_rows",
 ]

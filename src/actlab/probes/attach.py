@@ -12,7 +12,7 @@
         train(cfg, callbacks=(probes,))
 
 Without a model up front, the probes attach at the first callback: `before_train(model)`, which
-actlab.train calls before the first forward, or else the first `after_backward`, whose step's
+actlab.training.loop calls before the first forward, or else the first `after_backward`, whose step's
 forward is then missed by the forward-hook probes (its gradient norms and θ_0 are still right).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from actlab.probes.activation import ActivationProbe
 from actlab.probes.base import MAX_ROWS, Probe
 from actlab.probes.grad import GradNormProbe
-from actlab.probes.layers import LayerRef, gpt_layers
+from actlab.probes.layers import LayerRef, layers_of
 from actlab.probes.path import PathStraightness
 from actlab.probes.sign import SignCoherenceProbe
 
@@ -66,16 +66,13 @@ class ProbeSet:
         return [p for p in (self.grad, self.acts, self.sign, self.path) if p is not None]
 
     def bind(self, target: nn.Module | Iterable[LayerRef], params=None) -> None:
-        """Build the probes for a GPT (via gpt_layers) or a list of LayerRef. The path probe
+        """Build the probes for an actlab GPT or DeepMLP (via layers_of) or a list of LayerRef. The path probe
         follows `params`, else the model's parameters; given only layers and no params, it
         waits for the model of the first callback."""
         if self.layers is not None:
             raise RuntimeError("this ProbeSet is already bound to a model")
         if isinstance(target, nn.Module):
-            if not hasattr(target, "transformer"):
-                raise TypeError(f"attach() finds the layers of actlab's GPT by itself; for a "
-                                f"{type(target).__name__}, pass a list of LayerRef (and params=)")
-            self.layers, self.model = gpt_layers(target), target
+            self.layers, self.model = layers_of(target), target
             params = target.parameters() if params is None else params
         else:
             self.layers = list(target)

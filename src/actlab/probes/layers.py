@@ -1,4 +1,5 @@
-"""What a probe needs to know about one activation site, and how to list them for actlab's GPT."""
+"""What a probe needs to know about one activation site, and how to list them for actlab's two
+models: the GPT (one site per block) and the deep MLP (one per hidden layer)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,3 +48,27 @@ def gpt_layers(model: nn.Module) -> list[LayerRef]:
             )
         )
     return layers
+
+
+def mlp_layers(model: nn.Module) -> list[LayerRef]:
+    """One LayerRef per hidden layer of a DeepMLP, named "layer<i>": its activation, the Linear
+    feeding it (weights["fc.weight"]) and the Linear consuming its output (the next layer, or
+    the head)."""
+    spec = activations.get_spec(model.act_name)
+    consumers = [*model.fc[1:], model.head]
+    return [
+        LayerRef(name=f"layer{i}", act=model.acts[i], spec=spec, consumer=consumers[i],
+                 weights={"fc.weight": model.fc[i].weight})
+        for i in range(len(model.fc))
+    ]
+
+
+def layers_of(model: nn.Module) -> list[LayerRef]:
+    """The activation sites of an actlab GPT (gpt_layers) or DeepMLP (mlp_layers); any other
+    model is described by a list of LayerRef built by hand."""
+    if hasattr(model, "transformer"):
+        return gpt_layers(model)
+    if all(hasattr(model, k) for k in ("fc", "acts", "head", "act_name")):
+        return mlp_layers(model)
+    raise TypeError(f"the probes find the layers of actlab's GPT and DeepMLP by themselves; for a "
+                    f"{type(model).__name__}, pass a list of LayerRef (and params=)")

@@ -7,10 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from actlab.claims import CLAIMS
+from actlab.article.claims import CLAIMS
 from actlab.errors import ActlabError
-from actlab.store import Store
-from actlab.sweep import STORE_NAME
+from actlab.engine.store import Store
+from actlab.engine.sweep import STORE_NAME
 
 VERDICT_CLASS = {
     "SUPPORTED": "supported",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from actlab.references import MODEL_FACTS, SHAZEER_2020_SOURCE, SHAZEER_2020_TABLE1
+from actlab.article.references import MODEL_FACTS, SHAZEER_2020_SOURCE, SHAZEER_2020_TABLE1
 from actlab.report.collect import collect
 
 

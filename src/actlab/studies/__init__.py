@@ -6,9 +6,9 @@ from actlab.studies.base import (  # noqa: F401
 )
 
 # Importing a study module registers it (the order is the article's).
-from actlab.studies import vanishing  # noqa: F401,E402  (C1)
-from actlab.studies import centering  # noqa: F401,E402  (C2)
-from actlab.studies import convergence  # noqa: F401,E402  (C3)
-from actlab.studies import output_head  # noqa: F401,E402  (C4)
-from actlab.studies import gates  # noqa: F401,E402  (C5)
+from actlab.studies.vanishing import study as vanishing  # noqa: F401,E402  (C1)
+from actlab.studies.centering import study as centering  # noqa: F401,E402  (C2)
+from actlab.studies.convergence import study as convergence  # noqa: F401,E402  (C3)
+from actlab.studies.output_head import study as output_head  # noqa: F401,E402  (C4)
+from actlab.studies.gates import study as gates  # noqa: F401,E402  (C5)
 from actlab.studies import facts  # noqa: F401,E402  (F)

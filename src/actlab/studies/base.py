@@ -1,7 +1,7 @@
 """What every study returns and writes: a verdict object beside the numbers it used.
 
 A study is a registered function `run(preset, out_dir, progress) -> Verdict`. It stores
-every run through `actlab.sweep.run_grid`, computes its evidence from what was stored,
+every run through `actlab.engine.sweep.run_grid`, computes its evidence from what was stored,
 applies a decision rule written (with its reasoning) before any run, and draws its
 figures only from stored data.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from actlab.claims import CLAIMS
+from actlab.article.claims import CLAIMS
 from actlab.errors import ActlabError
 
 SUPPORTED = "SUPPORTED"

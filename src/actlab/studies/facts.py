@@ -2,15 +2,15 @@
 
 No training runs here: every number comes from `actlab/data/zoo.toml`, where each row carries
 its public source (a paper section or a model repository's config key). Each fact gets its own
-verdict by actlab.zoo.FACT_RULE; the overall verdict combines them by RULE below.
+verdict by actlab.article.zoo.FACT_RULE; the overall verdict combines them by RULE below.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from actlab import zoo
-from actlab.claims import CLAIMS
+from actlab.article import zoo
+from actlab.article.claims import CLAIMS
 from actlab.studies.base import (
     CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
 )

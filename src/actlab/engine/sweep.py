@@ -1,0 +1,160 @@
+"""Run a grid of jobs once each, recording every result in the results folder's store.
+
+A job is a JSON-able dict of parameters handed to a module-level function that returns a
+JSON-able result. Its identity is the hash of (study, parameters): running the same grid
+again returns stored results and computes only what is missing, so a killed sweep resumes.
+
+The parent process alone writes the store, one transaction per job as it finishes, so a
+sweep killed at any moment (SIGKILL included) loses only the jobs that were still running.
+Jobs run in local worker processes by default, in this process with executor="serial", or
+on a Ray cluster with executor="ray"; each job gets the same number of torch threads on
+every executor, so the numbers do not depend on where they were computed (see
+actlab.engine.executors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from actlab.training.env import environment
+from actlab.engine.executors import JobReport, execute, plan
+from actlab.engine.store import Store, from_json
+
+STORE_NAME = "runs.sqlite"
+
+# Where sweeps run when a caller does not say: `actlab audit --executor ray` sets this for
+# the studies it runs, so that a study's code names no executor at all.
+_DEFAULTS: contextvars.ContextVar[dict] = contextvars.ContextVar("actlab_sweep_defaults", default={})
+
+
+@contextlib.contextmanager
+def executor_defaults(executor: str | None = None, address: str | None = None,
+                      workers: int | None = None):
+    """Within this block, run_grid calls that leave executor/address/workers unset use these."""
+    given = {"executor": executor, "address": address, "workers": workers}
+    token = _DEFAULTS.set({k: v for k, v in given.items() if v is not None})
+    try:
+        yield
+    finally:
+        _DEFAULTS.reset(token)
+
+
+def job_id(study: str, params: dict) -> str:
+    blob = json.dumps({"study": study, "params": params}, sort_keys=True, separators=(",", ":"),
+                      default=_plain)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _plain(obj):
+    if hasattr(obj, "tolist"):  # numpy integers in a grid hash like Python ints
+        return obj.tolist()
+    raise TypeError(f"job parameters must be JSON-able, got {type(obj).__name__}")
+
+
+def run_grid(
+    study: str,
+    jobs: Sequence[dict],
+    fn: Callable[[dict], dict],
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    executor: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+) -> list[dict]:
+    """Run `fn(params)` for every job not already finished; return all results in job order.
+
+    Each returned result carries its "id" and "params" beside what `fn` returned, exactly as
+    stored (decoded from the store's JSON), whether it was computed now or read back. A job
+    that raised comes back as {"id", "params", "outcome": "error", "error": "Type: message",
+    "seconds"}: it is recorded, the sweep goes on, and the next run of the sweep tries it
+    again. A job that returns outcome "interrupted" (actlab.training.loop after Ctrl-C) is not
+    recorded and stops the sweep with KeyboardInterrupt, as a Ctrl-C anywhere does; what
+    finished is kept.
+
+    executor: "local" (worker processes; the default unless `executor_defaults` says
+    otherwise), "serial" (this process) or "ray" (`address` of an
+    existing cluster, else a local instance of workers x threads CPUs). workers: jobs at once
+    (default: cores // threads on CPU, 1 where CUDA is available). threads: torch threads per
+    job (default 1, whatever the executor, so the numbers do not depend on it). A job function
+    must be importable by name (module level) for local workers, and should leave torch's
+    thread count alone (TrainConfig.threads = 0).
+    """
+    defaults = _DEFAULTS.get()
+    executor = executor or defaults.get("executor", "local")
+    address = address or defaults.get("address")
+    workers = workers or defaults.get("workers")
+    workers, threads = plan(executor, workers, threads)
+    ids = [job_id(study, params) for params in jobs]
+    store = Store(Path(out_dir) / STORE_NAME)
+    try:
+        stored = store.results(ids)
+        todo: dict[str, dict] = {}
+        for rid, params in zip(ids, jobs):
+            if rid not in stored:
+                todo.setdefault(rid, params)  # a job listed twice runs once
+        if todo:
+            env = {**environment(), "executor": executor, "workers": workers}
+            env.pop("device")  # the parent's, not the jobs' (their config says where they ran)
+            label = f"{study} ({executor}, {workers} x {threads} thread{'s' * (threads > 1)})"
+            with _bar(progress, label, len(set(ids)), len(set(ids)) - len(todo)) as bar:
+                runs = execute(
+                    executor, fn, list(todo.items()), workers=workers, threads=threads,
+                    address=address, on_start=lambda rid: store.start(rid, study, todo[rid]),
+                )
+                with contextlib.closing(runs):
+                    for rid, report in runs:
+                        stored[rid] = _record(store, rid, report, env)
+                        bar.advance(error=report.error is not None)
+    finally:
+        store.close()
+    return [{"id": rid, "params": params, **stored[rid]} for rid, params in zip(ids, jobs)]
+
+
+def _record(store: Store, rid: str, report: JobReport, env: dict) -> dict:
+    """Write one finished job to the store; return its result as stored."""
+    run_env = {**env, "threads": report.threads, "host": report.host, "pid": report.pid}
+    if report.error is None:
+        result = from_json(report.result_json)
+        if result.get("outcome") == "interrupted":
+            # train() turns Ctrl-C into this outcome; a cut-short run is not a result.
+            raise KeyboardInterrupt
+        return store.finish(rid, result, run_env, seconds=report.seconds, started=report.started)
+    store.fail(rid, report.error, report.traceback, run_env, seconds=report.seconds,
+               started=report.started)
+    return {"outcome": "error", "error": report.error, "seconds": report.seconds}
+
+
+class _bar:
+    """A rich progress bar over a sweep (runs done / total, errors, time left), or nothing."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int):
+        self.enabled, self.label, self.total, self.done = enabled, label, total, done
+        self.errors = 0
+
+    def __enter__(self) -> _bar:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[errors]}"), TimeElapsedColumn(), TextColumn("left"),
+            TimeRemainingColumn(), disable=not self.enabled,
+        )
+        self.progress.__enter__()
+        self.task = self.progress.add_task(self.label, total=self.total, completed=self.done, errors="")
+        return self
+
+    def advance(self, error: bool) -> None:
+        self.errors += error
+        note = f"[red]{self.errors} failed" if self.errors else ""
+        self.progress.update(self.task, advance=1, errors=note)
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)

@@ -1,0 +1,293 @@
+"""Study C2: do sigmoid's all-positive outputs bias weight updates, zig-zag descent and slow it?
+
+The article's argument is LeCun, Bottou, Orr & Müller 1998 (Efficient BackProp, section 4.3):
+for one example the gradient of row i of a weight matrix is delta_i * a, so when every input
+a_j is positive (as after a sigmoid) all weights of a row must move up together or down
+together, and reaching a target with mixed signs takes a zig-zag. We measure each link of that
+chain on a plain deep MLP (no residual, no norm) and on a small pre-LN GPT, trained with plain
+SGD and with AdamW:
+
+    premise     mean activation per layer (sigmoid's is about 1/2, the centred ones' about 0)
+    mechanism   sign coherence of the consuming Linear's per-example gradient rows, and the
+                straightness ||θ_T - θ_0|| / Σ||θ_{t+1} - θ_t|| of the consuming weights' path
+    outcome     final validation loss at a fixed budget (and the mean training loss, i.e. the
+                area under the loss curve, as a secondary measure of speed)
+
+The clean ablation is sigmoid vs sigmoid_centered (σ - ½): same shape, same slope (max 1/4),
+same saturation, only the mean differs. Every consuming Linear has a bias, so both networks
+represent exactly the same functions (W σ(x) + b = W (σ(x) - ½) + (b + W ½)): any difference
+between them is optimisation, which is what the claim is about. tanh = 2σ(2x) - 1 is reported
+too, but its slope at 0 is 1 instead of 1/4, so a sigmoid vs tanh gap mixes centring with slope.
+
+Learning rates: a small grid per (model, optimizer), and each activation gets the grid point
+with the lowest final loss on a tuning seed that is not one of the evaluation seeds (a grid of
+one point means a rate fixed a priori for every activation). Tuning per activation keeps the
+comparison from handicapping one activation with a rate chosen for another, and the held-out
+seed keeps the selection's noise out of the paired tests.
+
+One run is `runs.run_one`; figures live in `figures.py`; the analysis here
+and the figures read only what `run_grid` returned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from actlab.article.claims import CLAIMS
+from actlab.analysis.stats import mean_ci, paired_test
+from actlab.studies.base import (
+    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
+)
+from actlab.studies.centering.runs import run_one
+from actlab.engine.sweep import run_grid
+
+STUDY = "centering"
+ACTS = ("sigmoid", "sigmoid_centered", "tanh")
+MODELS = ("mlp", "gpt")
+OPTIMIZERS = ("sgd", "adamw")
+SETTINGS = tuple(f"{m}/{o}" for m in MODELS for o in OPTIMIZERS)
+TUNE_SEED = 1000  # never an evaluation seed
+
+# A final-loss difference inside ±MARGIN nats counts as no practical difference: 1% in
+# perplexity is about the seed-to-seed spread of these small runs, and far below what
+# "slowing convergence" would have to mean to matter when choosing an activation.
+MARGIN = 0.01
+
+# Written before any run of this study and never adjusted after (see `decide`).
+RULE = (
+    "For each setting (plain MLP and GPT, each with SGD and with AdamW), compare sigmoid with "
+    "sigmoid_centered (σ-½: same shape and saturation, centred) paired over seeds (same init and "
+    "data order), 95% CI of the difference sigmoid - centred. Mechanism: sign coherence of the "
+    "consuming layer's per-example gradient rows higher (CI > 0) AND path straightness of the "
+    "consuming weights lower (CI < 0). Final validation loss: 'worse' if CI > 0, 'better' if "
+    f"CI < 0, 'equivalent' if the CI lies within ±{MARGIN} nats, else 'unresolved'. "
+    "SUPPORTED: mechanism and 'worse' in all four settings. SUPPORTED WITH CAVEAT: 'worse' in "
+    "at least one setting but not SUPPORTED. NOT SUPPORTED: 'worse' nowhere, and 'better' "
+    "somewhere or 'equivalent' everywhere. INCONCLUSIVE: otherwise (unresolved without a "
+    "significant difference either way)."
+)
+
+# Sizes per preset. quick: under three minutes on two busy CPU cores (run_grid runs one
+# single-threaded job per core). full: GPU-sized; its grids reach past the rates quick chose.
+PRESETS = {
+    "smoke": dict(
+        seeds=(0, 1), every=2,
+        mlp=dict(width=16, depth=4, steps=40, batch_size=32),
+        gpt=dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, steps=16,
+                 eval_batches=2, warmup_steps=2),
+        lrs={"mlp/sgd": (0.3,), "mlp/adamw": (3e-3,), "gpt/sgd": (0.5,), "gpt/adamw": (3e-3,)},
+    ),
+    "quick": dict(
+        seeds=(0, 1, 2, 3), every=5,
+        mlp=dict(width=64, depth=6, steps=300, batch_size=64),
+        gpt=dict(n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=16, steps=80,
+                 eval_batches=8, warmup_steps=8),
+        lrs={"mlp/sgd": (0.1, 0.3, 1.0), "mlp/adamw": (1e-3, 3e-3, 1e-2),
+             "gpt/sgd": (0.3, 1.0), "gpt/adamw": (3e-3, 1e-2)},
+    ),
+    "full": dict(
+        seeds=tuple(range(8)), every=10,
+        mlp=dict(width=256, depth=8, steps=3000, batch_size=128),
+        gpt=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=2000,
+                 eval_batches=32, warmup_steps=100),
+        lrs={"mlp/sgd": (0.1, 0.3, 1.0, 3.0), "mlp/adamw": (1e-3, 3e-3, 1e-2, 3e-2),
+             "gpt/sgd": (0.3, 1.0, 3.0), "gpt/adamw": (1e-3, 3e-3, 1e-2, 3e-2)},
+    ),
+}
+
+
+# -- the grid ------------------------------------------------------------------------------
+
+def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str) -> dict:
+    model, optimizer = setting.split("/")
+    return {"phase": phase, "model": model, "optimizer": optimizer, "act": act, "lr": lr,
+            "seed": seed, "size": preset[model], "every": preset["every"]}
+
+
+def tune_jobs(preset: dict) -> list[dict]:
+    return [_job(preset, s, a, lr, TUNE_SEED, "tune") for s in SETTINGS for a in ACTS
+            for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
+
+
+def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
+    """{setting: {act: lr}}: the lowest final loss on the tuning seed (a diverged run counts
+    as +inf; ties go to the smaller rate); a one-point grid is its own choice."""
+    chosen = {}
+    for s in SETTINGS:
+        grid = preset["lrs"][s]
+        chosen[s] = {}
+        for a in ACTS:
+            if len(grid) == 1:
+                chosen[s][a] = grid[0]
+                continue
+            loss = {r["params"]["lr"]: _finite(r.get("final_loss")) for r in tuned
+                    if f"{r['params']['model']}/{r['params']['optimizer']}" == s
+                    and r["params"]["act"] == a}
+            chosen[s][a] = min(grid, key=lambda lr: (loss.get(lr, math.inf), lr))
+    return chosen
+
+
+def _finite(x) -> float:
+    return float(x) if x is not None and math.isfinite(x) else math.inf
+
+
+def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
+    return [_job(preset, s, a, lrs[s][a], seed, "eval") for s in SETTINGS for a in ACTS
+            for seed in preset["seeds"]]
+
+
+# -- evidence and the decision ---------------------------------------------------------------
+
+def _num(x) -> float:
+    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
+
+
+def _layer_mean(values) -> float:
+    vals = [_num(v) for v in values or []]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def _paired(runs: dict, a: str, b: str, key) -> dict:
+    """Paired test of key(run) for activation a minus b over the seeds both have finite."""
+    seeds = sorted(set(runs[a]) & set(runs[b]))
+    pairs = [(key(runs[a][s]), key(runs[b][s])) for s in seeds]
+    pairs = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+    return paired_test([x for x, _ in pairs], [y for _, y in pairs])
+
+
+def setting_evidence(results: list[dict], setting: str) -> dict:
+    """The numbers of one (model, optimizer) from stored evaluation results."""
+    runs: dict[str, dict[int, dict]] = {a: {} for a in ACTS}
+    for r in results:
+        p = r["params"]
+        if p["phase"] == "eval" and f"{p['model']}/{p['optimizer']}" == setting:
+            runs[p["act"]][p["seed"]] = r
+    measures = {
+        "final_loss": lambda r: _num(r.get("final_loss")),
+        "mean_train_loss": lambda r: _num(r.get("mean_train_loss")),
+        "coherence": lambda r: _layer_mean(r.get("coherence")),
+        "straightness": lambda r: _num(r.get("straightness")),
+        "straightness_all": lambda r: _num(r.get("straightness_all")),
+        "act_mean": lambda r: _layer_mean(r.get("act_mean")),
+    }
+    ev: dict = {"lr": {a: next(iter(runs[a].values()))["params"]["lr"] if runs[a] else None
+                       for a in ACTS},
+                # diverged, or failed with an error (run_grid records those as outcome "error")
+                "not_completed": {a: sum(r.get("outcome") != "completed" for r in runs[a].values())
+                                  for a in ACTS}}
+    for name, key in measures.items():
+        ev[name] = {a: mean_ci([key(r) for r in runs[a].values()]) for a in ACTS}
+    for name in ("final_loss", "mean_train_loss", "coherence", "straightness"):
+        ev[f"{name}_diff"] = _paired(runs, "sigmoid", "sigmoid_centered", measures[name])
+    ev["final_loss_diff_vs_tanh"] = _paired(runs, "sigmoid", "tanh", measures["final_loss"])
+    return ev
+
+
+def loss_outcome(diff: dict, margin: float = MARGIN) -> str:
+    """'worse' / 'better' for sigmoid when the CI of sigmoid - centred excludes 0,
+    'equivalent' when it lies within ±margin, else 'unresolved' (NaN bounds: unresolved)."""
+    lo, hi = _num(diff.get("lo")), _num(diff.get("hi"))
+    if lo > 0:
+        return "worse"
+    if hi < 0:
+        return "better"
+    if lo >= -margin and hi <= margin:
+        return "equivalent"
+    return "unresolved"
+
+
+def mechanism(ev: dict) -> bool:
+    """Sigmoid's rows more single-signed AND its consuming weights' path less straight."""
+    return _num(ev["coherence_diff"].get("lo")) > 0 and _num(ev["straightness_diff"].get("hi")) < 0
+
+
+def decide(settings: dict[str, dict]) -> str:
+    """Apply RULE to {setting: evidence}; reads coherence_diff, straightness_diff and
+    final_loss_diff (each a paired_test dict) of every setting.
+
+    Why this shape: the claim has a mechanism part (positive outputs -> single-signed update
+    rows -> a less straight path) and an outcome part (slower convergence). The article states
+    both without conditions, so SUPPORTED needs both everywhere; a penalty in only some settings
+    (e.g. SGD but not AdamW, whose per-coordinate scaling can undo a shared sign) is the caveat;
+    a significant reversal anywhere, or equivalence everywhere, contradicts a general claim.
+    """
+    outcomes = {s: loss_outcome(ev["final_loss_diff"]) for s, ev in settings.items()}
+    worse = [s for s, o in outcomes.items() if o == "worse"]
+    if worse and len(worse) == len(outcomes) and all(mechanism(ev) for ev in settings.values()):
+        return SUPPORTED
+    if worse:
+        return CAVEAT
+    if "better" in outcomes.values() or all(o == "equivalent" for o in outcomes.values()):
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def _fmt(d: dict, digits: int = 3) -> str:
+    keys = ("diff", "lo", "hi") if "diff" in d else ("mean", "lo", "hi")
+    m, lo, hi = (_num(d.get(k)) for k in keys)
+    return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
+    out = [
+        "Sign coherence of sigmoid is 1 by construction (all inputs of the consuming layer are "
+        "positive), so it confirms the premise; what the study tests is whether it matters.",
+        "Every consuming Linear has a bias, so sigmoid and sigmoid_centered networks represent "
+        "the same functions: differences are optimisation only.",
+        "tanh has 4x sigmoid's slope at 0; sigmoid vs tanh mixes centring with slope "
+        "(reported, not used by the rule).",
+        "Learning rate per activation: best of a small grid on a held-out tuning seed"
+        if any(len(v) > 1 for v in preset["lrs"].values()) else
+        "One learning rate per (model, optimizer), fixed a priori for every activation",
+    ]
+    for s, ev in settings.items():
+        n_bad = sum(ev["not_completed"].values())
+        if n_bad:
+            out.append(f"{s}: {n_bad} evaluation run(s) diverged or failed and were left out.")
+        grid = preset["lrs"][s]
+        edge = [a for a, lr in ev["lr"].items() if len(grid) > 1 and lr in (grid[0], grid[-1])]
+        if edge:
+            out.append(f"{s}: the learning rate chosen for {', '.join(edge)} lies at the edge of "
+                       f"the grid {list(grid)}; a wider grid might change that comparison.")
+        d = ev["final_loss_diff"]
+        if ev["loss_outcome"] in ("worse", "better") and abs(_num(d.get("diff"))) < MARGIN:
+            out.append(f"{s}: sigmoid is significantly {ev['loss_outcome']} but by less than "
+                       f"{MARGIN} nats ({_fmt(d)}): a real but negligible difference.")
+        if not mechanism(ev):
+            out.append(f"{s}: the mechanism (higher coherence AND less straight path) did not "
+                       f"both show: coherence diff {_fmt(ev['coherence_diff'])}, straightness "
+                       f"diff {_fmt(ev['straightness_diff'])}.")
+    if preset_name != "full":
+        out.append(f"Preset {preset_name!r}: tiny models and short runs; the full preset is the "
+                   "one to quote.")
+    return out
+
+
+@register_study(STUDY, "C2")
+def run(preset: str = "quick", out_dir="results/centering", progress: bool = True) -> Verdict:
+    """C2: do sigmoid's positive outputs bias updates, zig-zag descent and slow convergence?"""
+    from actlab.studies.centering.figures import draw_all
+
+    cfg = PRESETS[check_preset(preset)]
+    tuned = run_grid(STUDY, tune_jobs(cfg), run_one, out_dir, progress=progress)
+    lrs = pick_lrs(cfg, tuned)
+    results = run_grid(STUDY, eval_jobs(cfg, lrs), run_one, out_dir, progress=progress)
+    settings = {s: setting_evidence(results, s) for s in SETTINGS}
+    for ev in settings.values():
+        ev["loss_outcome"] = loss_outcome(ev["final_loss_diff"])
+        ev["mechanism"] = mechanism(ev)
+    verdict = decide(settings)
+    figures = draw_all(results, settings, out_dir)
+    summary = "sigmoid - centred final loss: " + "; ".join(
+        f"{s} {_fmt(ev['final_loss_diff'])} ({ev['loss_outcome']})" for s, ev in settings.items())
+    coh = settings["mlp/sgd"]["coherence"]
+    summary += (f"; coherence {_num(coh['sigmoid']['mean']):.2f} vs "
+                f"{_num(coh['sigmoid_centered']['mean']):.2f}")
+    evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": TUNE_SEED,
+                "lr_grid": {s: list(v) for s, v in cfg["lrs"].items()}, "settings": settings}
+    return Verdict(claim="C2", quote=CLAIMS["C2"].quote, rule=RULE, verdict=verdict,
+                   evidence=evidence, figures=figures, preset=preset, study=STUDY,
+                   summary=summary, caveats=_caveats(settings, preset, cfg))

@@ -1,0 +1,325 @@
+"""Study C5: does sigmoid survive only as a gate, and does it help there?
+
+The article says sigmoid appears "rarely in hidden layers", only "in specialized spots like
+binary gates or older RNNs/LSTMs". Current models put sigmoid in several places, so the
+study trains small GPTs (same seeds, same data order, same shared learning-rate policy) with
+sigmoid in three roles and compares each with what it replaces:
+
+    FFN gates         GLU, sigma(xW) * xV (Dauphin et al. 2017; Shazeer 2020) against the
+                      ungated GELU FFN (GPT-2), beside ReGLU, GEGLU and SwiGLU, and the plain
+                      sigmoid FFN, sigma(xW) V, the hidden-layer use the article warns against.
+                      Gated widths are parameter-matched by the model (2/3 of the hidden width).
+    attention         sigma(QK^T/sqrt(d) - log n) (Ramapuram et al. 2024, Apple) and the same
+                      without the -log n bias, against softmax attention.
+    output gate       softmax attention times sigma(x W_g) before c_proj (Qiu et al. 2025,
+                      "Gated Attention for LLMs", used by Qwen3-Next) against softmax attention.
+                      The gate adds n_embd^2 + n_embd parameters per layer, so the reference
+                      in the rule is a softmax model whose MLP is widened from 4x to 4.5x
+                      n_embd, which adds n_embd^2 + n_embd/2 per layer (param-matched); the
+                      unmatched comparison is reported beside it.
+
+Not tested: DeepSeek-V3's sigmoid expert routing (the model has no mixture of experts).
+
+Learning rates: a grid of one point means one rate shared by every variant, fixed before the
+runs (quick: 1e-2, the better of 3e-3 and 1e-2 for the GELU/softmax baseline in a one-seed
+timing probe); a longer grid (full) gives each variant the rate with the lowest final loss on
+a tuning seed that is never an evaluation seed, so selection noise stays out of the tests.
+
+For sigmoid attention each run stores the mean attention-row sum per query position at
+initialisation and at the end (a softmax row sums to 1 by construction), computed with the
+model's own `sigmoid_attention` applied to a vector of ones; for the output gate it stores
+the mean gate value. One run is `runs.train_variant`; figures live in `figures.py`,
+and both this module and they read only what run_grid stored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from actlab.article.claims import CLAIMS
+from actlab.analysis.stats import mean_ci, paired_test
+from actlab.studies.base import (
+    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
+)
+from actlab.studies.gates.runs import train_variant
+from actlab.engine.sweep import run_grid
+
+STUDY = "gates"
+TUNE_SEED = 1000  # never an evaluation seed
+
+# Tolerance on the final validation loss, in nats per character (about 2% in perplexity).
+# Shazeer 2020 (Table 1) measured FFN variants spread over 0.055 nats (GEGLU's gain over GELU
+# alone is 0.041) with a seed std of about 0.005: a component within 0.02 nats of what it
+# replaces is usable by any practical standard, and a gap larger than that would be a reason
+# to drop it.
+TOL = 0.02
+
+# variant -> family, label, FFN activation, attention kind, MLP width ratio.
+VARIANTS = {
+    "gelu": ("ffn", "GELU (ungated)", "gelu", "softmax", 4.0),
+    "sigmoid": ("ffn", "sigmoid (ungated)", "sigmoid", "softmax", 4.0),
+    "glu": ("ffn", "GLU (σ gate)", "glu", "softmax", 4.0),
+    "reglu": ("ffn", "ReGLU", "reglu", "softmax", 4.0),
+    "geglu": ("ffn", "GEGLU", "geglu", "softmax", 4.0),
+    "swiglu": ("ffn", "SwiGLU (x·σ(x) gate)", "swiglu", "softmax", 4.0),
+    "attn_sigmoid": ("attention", "sigmoid, bias −log n", "gelu", "sigmoid", 4.0),
+    "attn_sigmoid_nobias": ("attention", "sigmoid, no bias", "gelu", "sigmoid_nobias", 4.0),
+    "gelu_wide": ("output_gate", "softmax, MLP 4.5x (param-matched)", "gelu", "softmax", 4.5),
+    "out_gate": ("output_gate", "softmax + σ output gate", "gelu", "softmax_gated", 4.0),
+}
+FAMILIES = {
+    "ffn": ("FFN gates", ("gelu", "sigmoid", "glu", "reglu", "geglu", "swiglu")),
+    "attention": ("attention normaliser", ("gelu", "attn_sigmoid", "attn_sigmoid_nobias")),
+    "output_gate": ("attention output gate", ("gelu", "gelu_wide", "out_gate")),
+}
+
+# name -> (variant, reference, role). The four roles the rule reads come first.
+GATE_ROLES = ("glu_vs_gelu", "out_gate_vs_matched")
+OTHER_ROLES = ("sigmoid_ffn_vs_gelu", "sigmoid_attn_vs_softmax")
+COMPARISONS = {
+    "glu_vs_gelu": ("glu", "gelu", "gate"),
+    "out_gate_vs_matched": ("out_gate", "gelu_wide", "gate"),
+    "sigmoid_ffn_vs_gelu": ("sigmoid", "gelu", "non-gate"),
+    "sigmoid_attn_vs_softmax": ("attn_sigmoid", "gelu", "non-gate"),
+    # reported, not read by the rule
+    "out_gate_vs_softmax": ("out_gate", "gelu", "gate (not param-matched)"),
+    "sigmoid_attn_nobias_vs_softmax": ("attn_sigmoid_nobias", "gelu", "non-gate (ablation)"),
+    "glu_vs_swiglu": ("glu", "swiglu", "gate vs gate"),
+    "glu_vs_geglu": ("glu", "geglu", "gate vs gate"),
+    "glu_vs_reglu": ("glu", "reglu", "gate vs gate"),
+    "swiglu_vs_gelu": ("swiglu", "gelu", "gate"),
+    "wide_vs_gelu": ("gelu_wide", "gelu", "control"),
+}
+WORKS, FAILS, UNCLEAR = "works", "fails", "unclear"
+
+# Written before any run of this study and never adjusted after (see `decide`).
+RULE = (
+    "Metric: final validation loss (nats/char). Each comparison is paired by seed (same init "
+    "seed and data order): d = variant - reference, 95% t-interval [lo, hi], tolerance "
+    f"TOL = {TOL} nats. A role WORKS if no seed of the variant diverged where the reference "
+    "completed and hi < TOL (within TOL or better); it FAILS if such a divergence happened, "
+    "or lo > 0 and hi >= TOL (significantly worse and not shown within TOL); else UNCLEAR. "
+    "Gate roles: GLU (σ gate) vs the ungated GELU FFN; softmax attention with a σ output gate "
+    "vs the param-matched softmax model (MLP 4.5x). Non-gate roles: the plain sigmoid FFN vs "
+    "GELU; sigmoid attention with bias -log n vs softmax. NOT SUPPORTED if a gate role FAILS. "
+    "SUPPORTED if both gate roles WORK and both non-gate roles FAIL. SUPPORTED WITH CAVEAT if "
+    "both gate roles WORK and at least one non-gate role WORKS ('only' is too strong). "
+    "INCONCLUSIVE otherwise. 'Helps' (hi < 0) is reported for each gate; it does not change "
+    "the verdict."
+)
+
+# Sizes per preset. quick: about two minutes of two CPU cores (one single-threaded run per
+# core; the sum of the runs' CPU seconds is stored so that can be checked on a busy machine).
+PRESETS = {
+    "smoke": dict(
+        seeds=(0, 1), lrs=(1e-2,),
+        size=dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, steps=12,
+                  eval_every=6, eval_batches=2, warmup_steps=2),
+    ),
+    "quick": dict(
+        seeds=(0, 1, 2, 3), lrs=(1e-2,),
+        size=dict(n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=16, steps=300,
+                  eval_every=30, eval_batches=8, warmup_steps=30),
+    ),
+    "full": dict(
+        seeds=(0, 1, 2, 3, 4), lrs=(1.5e-3, 3e-3, 6e-3),
+        size=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=2000,
+                  eval_every=200, eval_batches=16, warmup_steps=100),
+    ),
+}
+
+
+# -- the grid ------------------------------------------------------------------------------
+
+def _job(preset: dict, variant: str, lr: float, seed: int, stage: str) -> dict:
+    _, _, act, attention, ratio = VARIANTS[variant]
+    return {"stage": stage, "variant": variant, "act": act, "attention": attention,
+            "mlp_ratio": ratio, "lr": lr, "seed": seed, "size": preset["size"]}
+
+
+def tune_jobs(preset: dict) -> list[dict]:
+    if len(preset["lrs"]) < 2:
+        return []
+    return [_job(preset, v, lr, TUNE_SEED, "tune") for v in VARIANTS for lr in preset["lrs"]]
+
+
+def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
+    """{variant: lr}: the lowest final loss on the tuning seed (diverged or failed = +inf;
+    ties go to the smaller rate); a one-point grid is every variant's rate."""
+    grid = preset["lrs"]
+    chosen = {}
+    for v in VARIANTS:
+        loss = {r["params"]["lr"]: _finite(r.get("final_loss")) for r in tuned
+                if r["params"]["variant"] == v}
+        chosen[v] = min(grid, key=lambda lr: (loss.get(lr, math.inf), lr))
+    return chosen
+
+
+def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
+    return [_job(preset, v, lrs[v], seed, "eval") for v in VARIANTS for seed in preset["seeds"]]
+
+
+# -- evidence and the decision ---------------------------------------------------------------
+
+def _finite(x) -> float:
+    return float(x) if x is not None and math.isfinite(float(x)) else math.inf
+
+
+def _num(x) -> float:
+    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
+
+
+def by_variant(results: list[dict]) -> dict[str, dict[int, dict]]:
+    """{variant: {seed: stored result}} of the evaluation runs."""
+    runs: dict[str, dict[int, dict]] = {v: {} for v in VARIANTS}
+    for r in results:
+        if r["params"]["stage"] == "eval":
+            runs[r["params"]["variant"]][r["params"]["seed"]] = r
+    return runs
+
+
+def _mean_list(lists: list[list]) -> list[float]:
+    lists = [x for x in lists if x]
+    if not lists:
+        return []
+    width = min(len(x) for x in lists)
+    return np.mean([x[:width] for x in lists], axis=0).tolist()
+
+
+def variant_evidence(runs: dict[int, dict]) -> dict:
+    """Final loss with CI, outcomes, parameter count and probe summaries of one variant."""
+    done = [r for r in runs.values() if r.get("outcome") == "completed"]
+    ev = {
+        "final_loss": mean_ci([_num(r["final_loss"]) for r in done]),
+        "seeds": len(runs), "diverged": sum(r.get("outcome") == "diverged" for r in runs.values()),
+        "errors": sum(r.get("outcome") == "error" for r in runs.values()),
+        "n_params": next((r["n_params"] for r in runs.values() if r.get("n_params")), None),
+        "lr": next((r["params"]["lr"] for r in runs.values()), None),
+    }
+    inits = [r.get("probe_init") or {} for r in runs.values()]
+    finals = [r.get("probe_final") or {} for r in done]
+    if any("row_sum_mean" in p for p in inits):
+        ev["row_sum"] = {
+            "init": mean_ci([p["row_sum_mean"] for p in inits if "row_sum_mean" in p]),
+            "final": mean_ci([p["row_sum_mean"] for p in finals if "row_sum_mean" in p]),
+            "init_by_pos": _mean_list([p.get("row_sum_by_pos") for p in inits]),
+            "final_by_pos": _mean_list([p.get("row_sum_by_pos") for p in finals]),
+        }
+    if any("gate_mean" in p for p in inits):
+        ev["gate_mean"] = {
+            "init": mean_ci([p["gate_mean"] for p in inits if "gate_mean" in p]),
+            "final": mean_ci([p["gate_mean"] for p in finals if "gate_mean" in p]),
+        }
+    return ev
+
+
+def compare(runs: dict, variant: str, reference: str) -> dict:
+    """Paired test of final loss, variant - reference, over seeds where both completed; counts
+    the seeds where the variant diverged while the reference completed."""
+    a, b = runs[variant], runs[reference]
+    seeds = sorted(set(a) & set(b))
+
+    def ok(r: dict) -> bool:
+        return r.get("outcome") == "completed" and math.isfinite(_num(r.get("final_loss")))
+
+    both = [s for s in seeds if ok(a[s]) and ok(b[s])]
+    test = paired_test([a[s]["final_loss"] for s in both], [b[s]["final_loss"] for s in both])
+    n_a = next((r["n_params"] for r in a.values() if r.get("n_params")), None)
+    n_b = next((r["n_params"] for r in b.values() if r.get("n_params")), None)
+    return {**test, "variant": variant, "reference": reference,
+            "diverged_only": sum(a[s].get("outcome") == "diverged" and ok(b[s]) for s in seeds),
+            "n_params_diff": (n_a - n_b) if n_a is not None and n_b is not None else None}
+
+
+def classify(comp: dict, tol: float = TOL) -> str:
+    """WORKS / FAILS / UNCLEAR for one comparison, as RULE says (NaN bounds: UNCLEAR)."""
+    if comp.get("diverged_only", 0) > 0:
+        return FAILS
+    lo, hi = _num(comp.get("lo")), _num(comp.get("hi"))
+    if hi < tol:
+        return WORKS
+    if lo > 0:
+        return FAILS
+    return UNCLEAR
+
+
+def decide(statuses: dict[str, str]) -> str:
+    """Apply RULE to {role: works|fails|unclear} for GATE_ROLES and OTHER_ROLES.
+
+    Why this shape: the article's sentence has two parts. "Survives in gates" is a claim of
+    usability, so a gate role is judged by non-inferiority (within TOL of, or better than,
+    what it replaces), not by having to win; a gate that is materially and significantly
+    worse refutes it outright. "Only", and "rarely in hidden layers", predict that sigmoid
+    fails elsewhere: SUPPORTED needs both non-gate uses to fail, and one non-gate use that
+    works makes the claim true of gates but too strong as "only" (the caveat). The non-gate
+    uses are the published ones: the plain hidden layer the article names, and sigmoid
+    attention with the -log n bias (Ramapuram et al. 2024); attention without the bias is the
+    ablation that shows why the bias is there and is reported, not judged, since nobody
+    proposes it. The output gate is judged against a param-matched model so that a gain from
+    the gate's extra n_embd^2 parameters is not credited to gating. GLU against the other
+    gates is reported but not judged: SwiGLU and GEGLU gate too (SwiGLU's gate is x*sigma(x)),
+    and the claim is about whether sigmoid is usable, not whether it is the best gate. A
+    divergence is an outcome of the role, so it counts as failing. Anything else (an interval
+    too wide to place on either side of TOL) is INCONCLUSIVE.
+    """
+    gates = [statuses[k] for k in GATE_ROLES]
+    others = [statuses[k] for k in OTHER_ROLES]
+    if FAILS in gates:
+        return NOT_SUPPORTED
+    if all(s == WORKS for s in gates):
+        if all(s == FAILS for s in others):
+            return SUPPORTED
+        if WORKS in others:
+            return CAVEAT
+    return INCONCLUSIVE
+
+
+def apply_rule(comparisons: dict[str, dict], tol: float = TOL) -> tuple[str, dict[str, str]]:
+    """(verdict, {role: status}) from comparison dicts with lo, hi and diverged_only."""
+    statuses = {k: classify(comparisons[k], tol) for k in (*GATE_ROLES, *OTHER_ROLES)}
+    return decide(statuses), statuses
+
+
+def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
+    runs = by_variant(results)
+    comparisons = {}
+    for name, (variant, reference, role) in COMPARISONS.items():
+        comp = {**compare(runs, variant, reference), "role": role,
+                "in_rule": name in GATE_ROLES + OTHER_ROLES}
+        comp["status"] = classify(comp)
+        comp["helps"] = _num(comp["hi"]) < 0
+        comparisons[name] = comp
+    verdict, statuses = apply_rule(comparisons)
+    cpu = [_num(r.get("cpu_seconds")) for r in results]
+    return {
+        "verdict": verdict, "statuses": statuses, "tolerance": TOL,
+        "metric": "final validation loss, nats per character (bundled corpus, char tokenizer)",
+        "seeds": list(preset["seeds"]), "tune_seed": TUNE_SEED if len(preset["lrs"]) > 1 else None,
+        "lr_grid": list(preset["lrs"]), "lrs": lrs, "size": preset["size"],
+        "variants": {v: {"family": VARIANTS[v][0], "label": VARIANTS[v][1], "act": VARIANTS[v][2],
+                         "attention": VARIANTS[v][3], "mlp_ratio": VARIANTS[v][4],
+                         **variant_evidence(runs[v])} for v in VARIANTS},
+        "comparisons": comparisons,
+        "cpu_seconds_total": float(np.nansum(cpu)) if cpu else 0.0,
+    }
+
+
+@register_study(STUDY, "C5")
+def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = True) -> Verdict:
+    """C5: is sigmoid usable only as a gate (FFN, attention output), and does it help there?"""
+    from actlab.studies.gates.figures import caveats, draw_all, summary_line
+
+    t0 = time.perf_counter()
+    cfg = PRESETS[check_preset(preset)]
+    tuned = run_grid(STUDY, tune_jobs(cfg), train_variant, out_dir, progress=progress)
+    lrs = pick_lrs(cfg, tuned)
+    results = run_grid(STUDY, eval_jobs(cfg, lrs), train_variant, out_dir, progress=progress)
+    ev = evidence_from(results, cfg, lrs)
+    figures = draw_all(results, ev, out_dir)
+    return Verdict(claim="C5", quote=CLAIMS["C5"].quote, rule=RULE, verdict=ev["verdict"],
+                   evidence=ev, figures=figures, preset=preset, study=STUDY,
+                   summary=summary_line(ev), caveats=caveats(ev, preset),
+                   seconds=time.perf_counter() - t0)
