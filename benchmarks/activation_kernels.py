@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Forward + backward time of every registry activation against a copy of the same bytes, and the
-memory a gated FFN block keeps for backward, eager against fused (src/actlab/activations/fused.py).
+memory a gated FFN block keeps for backward, eager against fused (src/actlab/activations/kernels.py).
 
 Time. The floor is `y.copy_(x)` of N float32 values (read N, write N, into existing memory). Each
 activation runs forward then backward with a fixed grad_out: plain ones on N values, gated ones on
@@ -11,7 +11,7 @@ of new memory: with glibc's default allocator every tensor over 32 MiB is a fres
 page-faults in on first touch, which no kernel can avoid. By default this script runs as every
 actlab process does, with freed memory kept for reuse (actlab.training.allocator: what jemalloc or tcmalloc,
 which PyTorch's CPU tuning guide recommends, also do); `--malloc system` leaves glibc as it is. Columns: eager (autograd through the module's ops), fused (the aten
-kernels of fused.py), compile (torch.compile'd kernels; compile s = the first call, compilation
+kernels of kernels.py), compile (torch.compile'd kernels; compile s = the first call, compilation
 included, in this process; a warm inductor cache under /tmp shortens it).
 
 Memory. c_fc -> activation -> c_proj in training mode at width d and `--tokens` tokens: `kept` is
@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # _common then puts this checkout's src/ first
 from _common import best_time, device_name, sync  # noqa: E402
 from actlab.training import allocator  # noqa: E402
-from actlab.activations import fused, get, names  # noqa: E402
+from actlab.activations import get, kernels, names  # noqa: E402
 
 COLS = 4096  # last dimension of the timed tensors (gated: 2h = 4096 in, h = 2048 out)
 
@@ -140,11 +140,10 @@ def ffn_memory(args, device) -> list[dict]:
     (x + ffn(x), as in the model), where every block's kept tensors are alive at once."""
     d = args.width
     rows = []
-    for name in [*names(gated=True), "gelu"]:
-        gated = name in names(gated=True)
-        hidden = round(4 * d * 2 / 3) if gated else 4 * d  # model.mlp_hidden's widths
+    for name in names(gated=True):  # a plain FFN has one composition, no fused path
+        hidden = round(4 * d * 2 / 3)  # nn.gpt.mlp_hidden's gated width
         torch.manual_seed(0)
-        blocks = [(nn.Linear(d, 2 * hidden if gated else hidden).to(device),
+        blocks = [(nn.Linear(d, 2 * hidden).to(device),
                    nn.Linear(hidden, d).to(device)) for _ in range(args.layers)]
         act = get(name)
         params = [p for block in blocks for layer in block for p in layer.parameters()]
@@ -169,7 +168,7 @@ def ffn_memory(args, device) -> list[dict]:
 
 def _ffn_step(act, blocks, x, grad, mode) -> None:
     for fc, proj in blocks:
-        x = x + fused.act_linear(act, fc(x), proj, mode=mode)
+        x = x + kernels.gated_linear(act, fc(x), proj, mode)
     x.backward(grad)
 
 
@@ -245,20 +244,19 @@ def main(argv=None) -> dict:
         "numel": args.numel, "load_avg_1min": _load(),
         "malloc": allocator.describe(),
         "malloc_env": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "LD_PRELOAD")},
-        "fused_env": os.environ.get(fused.ENV, ""),
     }
     if not args.json:
         print(f"{info['device']}, torch {info['torch']}, {args.threads} thread(s), "
               f"load {info['load_avg_1min']}, allocator {info['malloc']} {info['malloc_env']}")
-    mode = fused.resolve_mode()
+    mode = get("swiglu").mode  # what ModelConfig.kernels defaults to
     probe = torch.empty(args.numel - args.numel % COLS, device=device)
-    info["default_mode"] = {"mode": mode, "kernels": fused._auto(probe) if mode == "auto" else mode}
+    info["default_mode"] = {"mode": mode, "kernels": kernels._auto(probe) if mode == "auto" else mode}
     del probe
     info["fresh_clone_over_copy"] = fresh_memory_ratio(args, device)
     if not args.json:
         print(f"fresh clone of {args.numel:,} values = {info['fresh_clone_over_copy']:.2f}x a copy "
               "into existing memory")
-        print(f"gated activations by default ({fused.ENV} unset: {mode}) run the "
+        print(f"gated activations by default (ModelConfig.kernels = {mode}) run the "
               f"{info['default_mode']['kernels']} kernels at this size\n")
         print(f"{'activation':<17}  {'copy ms':>7}  {'eager ms':>8} {'ratio':>7}  "
               f"{'fused ms':>8} {'ratio':>7}  {'comp ms':>8} {'ratio':>7}  {'comp s':>6}")

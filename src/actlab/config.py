@@ -19,6 +19,9 @@ NORMS = ("layernorm", "rmsnorm")
 # Attention score normalisers (see model.CausalSelfAttention) and output heads.
 ATTENTIONS = ("softmax", "softmax_gated", "sigmoid", "sigmoid_nobias")
 HEADS = ("softmax", "sigmoid")  # softmax + cross-entropy | independent sigmoids + BCE
+# How a gated FFN computes f(gate) * up and c_proj (activations/kernels.py): eager module calls,
+# fused aten kernels, compiled kernels, or auto (compiled for big CPU tensors, fused otherwise).
+KERNELS = ("auto", "eager", "fused", "compile")
 OPTIMIZERS = ("adamw", "sgd")
 TOKENIZERS = ("char", "byte", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -57,6 +60,7 @@ class ModelConfig:
     attention: str = "softmax"
     head: str = "softmax"
     init_std: float = 0.02
+    kernels: str = "auto"  # gated FFN kernels: auto | eager | fused | compile (same numbers)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -70,6 +74,7 @@ class ModelConfig:
         _choice("norm", self.norm, NORMS)
         _choice("attention", self.attention, ATTENTIONS)
         _choice("head", self.head, HEADS)
+        _choice("kernels", self.kernels, KERNELS)
         from actlab import activations  # late import: the registry imports torch modules
 
         activations.get_spec(self.act)  # raises a one-line error for an unknown activation

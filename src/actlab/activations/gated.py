@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from actlab.activations import fused
+from actlab.activations import kernels
 from actlab.activations.functions import GELU, Identity, ReLU, Sigmoid, Swish
 from actlab.activations.registry import register
 
@@ -19,16 +19,15 @@ class GatedActivation(nn.Module):
     """f(gate) * up, where gate, up = x.chunk(2, dim=-1).
 
     `gate_fn` is the plain activation module applied to the gate half and `gate` its registry
-    name. It is a submodule, so a probe can hook it to see the gate's input and output, or call it
-    to recompute f(gate) from a hooked input.
+    name. It is a submodule, so a probe can call it to recompute f(gate) from a hooked input.
 
-    The product is computed by fused.py's autograd Function, which keeps only x for backward,
-    unless `mode` (None: the ACTLAB_FUSED environment variable) is "eager" or a hook on `gate_fn`
-    needs it called; both ways give the same numbers up to float32 rounding.
+    `mode` (kernels.MODES) picks how the product is computed: "eager" calls `gate_fn` and
+    multiplies; the others run kernels.py's autograd Function, which keeps only x for backward;
+    both give eager's numbers. A GPT sets it from ModelConfig.kernels when it is built.
     """
 
     gate: str = ""
-    mode: str | None = None  # "eager" | "fused" | "compile" | "auto"; None: ACTLAB_FUSED
+    mode: str = "auto"
 
     def __init__(self, gate_fn: nn.Module):
         super().__init__()
@@ -40,9 +39,8 @@ class GatedActivation(nn.Module):
                 f"{type(self).__name__} needs an even last dimension (gate and value halves), "
                 f"got {x.shape[-1]}"
             )
-        mode = fused.resolve_mode(self.mode)
-        if mode != "eager" and fused.fusable(self.gate, x) and not fused.hooked(self.gate_fn):
-            return fused.GatedAct.apply(x, self.gate, mode)
+        if self.mode != "eager" and kernels.fusable(self.gate, x):
+            return kernels.GatedAct.apply(x, self.gate, self.mode)
         gate, up = x.chunk(2, dim=-1)  # (..., 2h) -> two (..., h)
         return self.gate_fn(gate) * up
 

@@ -100,13 +100,14 @@ TRAIN_FLAGS = {
     "n_head": "n_head", "n_embd": "n_embd", "block_size": "block_size", "norm": "norm",
     "attention": "attention", "head": "head", "no_residual": "residual",
     "device": "device", "dtype": "dtype", "threads": "threads", "compile": "compile",
+    "kernels": "kernels",
 }
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from actlab.config import (
-        ATTENTIONS, COMPILE_AUTO_STEPS, COMPILE_CHOICES, DEVICES, DTYPES, HEADS, NORMS, OPTIMIZERS,
-        TOKENIZERS,
+        ATTENTIONS, COMPILE_AUTO_STEPS, COMPILE_CHOICES, DEVICES, DTYPES, HEADS, KERNELS, NORMS,
+        OPTIMIZERS, TOKENIZERS,
     )
 
     g = p.add_argument_group("data")
@@ -138,6 +139,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, help="bfloat16 = autocast on CUDA; CPU always float32 (default: float32)")
     g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, metavar="WHEN", help=f"torch.compile the training forward: ~3-10%% faster steps after 5-25 s of compilation. auto = only runs of {COMPILE_AUTO_STEPS} steps or more, where it pays; on (what a bare --compile means); off (default: auto)")
+    g.add_argument("--kernels", choices=KERNELS, help="how a gated FFN computes f(gate) * up and c_proj, the same losses each way (compile: up to float32 rounding): eager (module calls, what probes need) | fused (aten kernels that keep d + 2h floats per token instead of d + 4h) | compile (torch.compile'd kernels) | auto = compiled for CPU tensors of 32 MiB or more, fused below (default: auto)")
     g.add_argument("--threads", type=nonneg_int, metavar="N", help="torch CPU threads, 0 = torch's default (default: 0)")
     g.add_argument("--out", metavar="DIR", help="run folder for config.json, env.json, metrics.jsonl, model.safetensors (default: none written)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

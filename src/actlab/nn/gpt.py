@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from actlab import activations
-from actlab.activations.fused import act_linear
+from actlab.activations import kernels
 from actlab.config import ModelConfig
 
 
@@ -100,8 +100,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Plain composition, no recomputation: fusing act into c_proj's backward (act_linear,
-        # as GatedMLP does) would save h floats per token but recompute act there, which cost
+        # Plain composition, no recomputation: fusing act into c_proj's backward (as GatedMLP
+        # does with activations/kernels.py) would save h floats per token but recompute act there, which cost
         # 6-8% of a training step at benchmarks/throughput.py's size S with tanh-GELU and 17%
         # with erf GELU on a 2-core CPU, and it splits a torch.compile graph into pieces.
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
@@ -116,14 +116,14 @@ class GatedMLP(nn.Module):
         hidden = mlp_hidden(config, gated=True)
         self.c_fc = nn.Linear(config.n_embd, 2 * hidden, bias=config.bias)
         self.act = activations.get(config.act)
+        self.act.mode = self.kernels = config.kernels  # chosen here, once (activations/kernels.py)
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # act and c_proj as one autograd node: backward keeps c_fc's 2h outputs and recomputes
-        # the product, d + 2h per token instead of d + 4h (activations/fused.py). Hooks on act,
-        # its gate or c_proj, or ACTLAB_FUSED=0, bring back the plain c_proj(act(h)).
-        return self.dropout(act_linear(self.act, self.c_fc(x), self.c_proj))
+        # Unless the kernels are "eager", act and c_proj run as one autograd node: backward keeps
+        # c_fc's 2h outputs and recomputes the product, d + 2h per token instead of d + 4h.
+        return self.dropout(kernels.gated_linear(self.act, self.c_fc(x), self.c_proj, self.kernels))
 
 
 class Block(nn.Module):

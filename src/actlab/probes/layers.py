@@ -33,6 +33,13 @@ class LayerRef:
 def gpt_layers(model: nn.Module) -> list[LayerRef]:
     """One LayerRef per transformer block of an actlab GPT, in depth order, named "h.<i>"."""
     spec = activations.get_spec(model.config.act)
+    kernels = getattr(model.config, "kernels", "eager")
+    if spec.gated and kernels != "eager":
+        # The fused kernels compute act and c_proj in one node without calling either module,
+        # so no hook would see them; eager kernels give the same numbers and call both.
+        raise ValueError(f"the probes hook the FFN's activation and c_proj, which the {kernels!r} "
+                         f"kernels of a gated FFN ({spec.name}) never call: build the model with "
+                         "ModelConfig(kernels='eager'), which computes the same numbers")
     layers = []
     for i, block in enumerate(model.transformer.h):
         mlp = block.mlp

@@ -34,6 +34,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from actlab.training.torch_private import inductor_compiler, inductor_decompositions, no_autograd_cache
+
 _aten = torch.ops.aten
 _KAPPA = 0.044715  # the cubic term of GELU's tanh approximation (Hendrycks & Gimpel 2016)
 _TWO_BETA = 2.0 * math.sqrt(2.0 / math.pi)  # (1 + tanh(u)) / 2 = sigmoid(2u): the 2 goes in here
@@ -53,11 +55,8 @@ def gelu_tanh_sigmoid_backward(grad: Tensor, x: Tensor) -> Tensor:
 def _cpu_backend() -> Callable:
     """Inductor with the decomposition table it uses anyway, but GELU's tanh form (forward and
     backward, float32/64) rewritten as above; every other case goes to inductor's own entry."""
-    from torch._functorch import config as functorch_config
-    from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.decomposition import select_decomp_table
-
-    table = dict(select_decomp_table())
+    table = inductor_decompositions()
+    compile_fx = inductor_compiler()
     base_fwd, base_bwd = table.get(_aten.gelu.default), table.get(_aten.gelu_backward.default)
     if base_fwd is None or base_bwd is None:  # a torch whose table lacks them: plain inductor
         return compile_fx
@@ -82,7 +81,7 @@ def _cpu_backend() -> Callable:
         # FX graph cache below it keys on the decomposed graph and still saves the C++ build.
         # cpp_wrapper: the generated graph calls its kernels from C++ rather than Python, which
         # took 1-1.5% off a compiled S step and 2 s off a warm-cache compile (5.3 s vs 7.4 s).
-        with functorch_config.patch(enable_autograd_cache=False):
+        with no_autograd_cache():
             return compile_fx(graph, example_inputs, decompositions=table,
                               config_patches={"cpp_wrapper": True})
 

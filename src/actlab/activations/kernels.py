@@ -1,10 +1,10 @@
-"""Gated activations and the FFN's activation + output projection as autograd Functions that keep
-only their input for backward and recompute the activation there.
+"""The gated FFN's kernels: f(gate) * up, alone or fused with the output projection, as autograd
+Functions that keep only their input for backward and recompute the activation there.
 
 Memory. Eager autograd keeps, per token, for c_fc -> f(gate) * up -> c_proj: the block input (d),
 c_fc's output (2h, through the gate and up views), f(gate) (h) and the product (h, c_proj's input):
 d + 4h. `GatedAct` keeps only its 2h input (d + 3h, as c_proj still keeps the product);
-`act_linear` fuses the activation with c_proj and keeps 2h plus c_proj's weight, a parameter that
+`gated_linear` fuses the activation with c_proj and keeps 2h plus c_proj's weight, a parameter that
 costs nothing extra: d + 2h, 0.54x eager at h = 8d/3 (0.70x for the bilinear gate, which has no
 f(gate) to drop; 0.72x for a whole 6-layer SwiGLU GPT, attention included). Recomputing cheap
 elementwise work in backward instead of storing it is the selective recomputation of Korthikanti
@@ -17,8 +17,8 @@ eager's up to float32 rounding, and eager's intermediate tensors and final cat a
 Measured with benchmarks/activation_kernels.py (16M values, one thread, 2-core CPU), forward +
 backward over a copy's time: with glibc's default allocator, where every fresh tensor over 32 MiB
 is a new mapping that page-faults in (a fresh clone costs 5-9x a copy), gated entries go from
-16-25x (eager) to 10-15x (fused); with freed memory kept for reuse (actlab.training.allocator, as actlab's
-processes run), eager is 4.2-8.5x, the aten kernels 3.2-8.9x (no allocation left to save, one
+16-25x (eager) to 10-15x (fused); with freed memory kept for reuse (actlab.training.allocator, as
+actlab's processes run), eager is 4.2-8.5x, the aten kernels 3.2-8.9x (no allocation left to save, one
 recomputed f(gate) to pay; row blocks for big tensors, below) and torch.compile 2.7-4.9x.
 In a GPT training step the activation is a few percent of the time: fused and compile steps
 were within 4% of eager's.
@@ -38,16 +38,16 @@ earn the start-up back. Modes:
              the fused kernels from then on, never a crash
     auto     compile on CPU for inputs of BIG_BYTES or more, fused otherwise (default)
 
-A module's `mode` attribute picks one; None (the default) follows the environment variable
-ACTLAB_FUSED = 0 | 1 | compile | auto, read on every call. The fused paths run only where
-nothing can tell the difference: no hook on the activation's gate function (or, for
-`act_linear`, on the activation or the linear layer), a CPU or CUDA floating tensor. Double
-backward (create_graph=True) works: backward then runs the differentiable math.
+The mode is chosen once, when the model is built, from ModelConfig.kernels (a GatedActivation
+made on its own has `mode` "auto"); nothing here reads the environment or looks for hooks, so a
+model computes the same with probes attached as without. The fused paths skip the activation
+module's own call, which is why the probes ask for eager kernels on a gated FFN. They run on CPU
+and CUDA floating tensors; double backward (create_graph=True) works: backward then runs the
+differentiable math.
 """
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -55,29 +55,17 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as _module
 
-from actlab.activations.plain_fused import DEVICES as _DEVICES
-from actlab.activations.plain_fused import PLAIN_LINEAR
-from actlab.activations.plain_fused import recomputable as _recomputable
-from actlab.activations.plain_fused import weight_grads as _weight_grads
-
-ENV = "ACTLAB_FUSED"
-_ENV_VALUES = {"0": "eager", "1": "fused", "compile": "compile", "auto": "auto"}
 MODES = ("eager", "fused", "compile", "auto")
+DEVICES = ("cpu", "cuda")  # the device types the fused kernels and the autocast handling are for
 
 _aten = torch.ops.aten
 
 
-def resolve_mode(mode: str | None = None) -> str:
-    """`mode` checked, or the mode ACTLAB_FUSED asks for when `mode` is None (default 'auto')."""
-    if mode is None:
-        raw = os.environ.get(ENV, "auto").strip().lower()
-        if raw not in _ENV_VALUES and raw not in MODES:
-            raise ValueError(f"{ENV}={raw!r}: use 0 (eager), 1 (fused), compile or auto")
-        mode = _ENV_VALUES.get(raw, raw)
+def check_mode(mode: str) -> str:
+    """`mode` if it is one of MODES, else a ValueError naming them."""
     if mode not in MODES:
-        raise ValueError(f"unknown fusion mode {mode!r}; one of {', '.join(MODES)}")
+        raise ValueError(f"unknown kernel mode {mode!r}; one of {', '.join(MODES)}")
     return mode
 
 
@@ -240,7 +228,7 @@ def _run(which: int, gate: str, mode: str, *args: Tensor) -> Tensor:
         except Exception as err:  # noqa: BLE001  (no compiler, unsupported platform: never a crash)
             _compile_failure.append(f"{type(err).__name__}: {err}".splitlines()[0])
             warnings.warn(
-                f"torch.compile failed ({_compile_failure[0]}); {ENV}=compile falls back to "
+                f"torch.compile failed ({_compile_failure[0]}); kernels 'compile' fall back to "
                 "the fused eager kernels for the rest of this process",
                 RuntimeWarning,
                 stacklevel=2,
@@ -264,6 +252,19 @@ class GatedAct(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         return _run(1, ctx.gate, ctx.mode, x, grad.to(x.dtype)), None, None
+
+
+def _weight_grads(ctx, grad: Tensor, a: Tensor, weight: Tensor) -> tuple:
+    """The linear layer's weight and bias gradients from its recomputed input a."""
+    grad2 = grad.reshape(-1, grad.shape[-1])
+    grad_w = grad_b = None
+    if ctx.needs_input_grad[1]:
+        # Under autocast (custom_bwd re-enters it) this mm runs in the autocast dtype, as eager's
+        # does; the gradient then goes back to the weight's dtype, as eager's cast does.
+        grad_w = grad2.t().mm(a.reshape(-1, a.shape[-1])).to(weight.dtype)
+    if ctx.needs_input_grad[2]:
+        grad_b = grad2.sum(0).to(ctx.bias_dtype)
+    return grad_w, grad_b
 
 
 def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
@@ -299,47 +300,22 @@ def _gated_linear_function(device_type: str) -> type[torch.autograd.Function]:
 
 # One class per device type, built once here rather than on first use, so a caller's
 # torch.compile finds plain classes (building a class inside a traced call breaks its graph).
-GATED_LINEAR = {device: _gated_linear_function(device) for device in _DEVICES}
+GATED_LINEAR = {device: _gated_linear_function(device) for device in DEVICES}
 
 
 # -- entry points ----------------------------------------------------------------------------
 
 
-def hooked(*modules: nn.Module) -> bool:
-    """True when a forward or backward hook (global or on any of `modules`) would see the
-    module's own call, which a fused path skips. nn.Module keeps hooks in these dicts."""
-    if (_module._global_forward_hooks or _module._global_forward_pre_hooks
-            or _module._global_backward_hooks or _module._global_backward_pre_hooks):
-        return True
-    return any(
-        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-        for m in modules
-    )
-
-
 def fusable(gate: str, x: Tensor) -> bool:
     """Whether the fused kernels cover this gate and tensor."""
-    return gate in GATES and x.device.type in _DEVICES and x.dtype.is_floating_point
+    return gate in GATES and x.device.type in DEVICES and x.dtype.is_floating_point
 
 
-def act_linear(act: nn.Module, x: Tensor, linear: nn.Linear, mode: str | None = None) -> Tensor:
-    """linear(act(x)), the FFN's second half, as one autograd node where that saves memory:
-
-    a registry gated activation (GatedActivation)  saves x and W, not f(gate) nor the product;
-    a registry plain activation or a formula       saves x and W, not act(x).
-    Anything else, any hook on act, its gate function or linear, or mode 'eager' (the argument,
-    else act.mode, else ACTLAB_FUSED) runs linear(act(x)) as written.
-    """
-    from actlab.activations.gated import GatedActivation  # here: gated.py imports this module
-
-    mode = resolve_mode(mode if mode is not None else getattr(act, "mode", None))
-    if mode == "eager" or type(linear) is not nn.Linear or x.device.type not in _DEVICES:
+def gated_linear(act: nn.Module, x: Tensor, linear: nn.Linear, mode: str) -> Tensor:
+    """linear(act(x)) for a gated activation `act` (a GatedActivation: `act.gate` names its gate
+    function), the gated FFN's second half, as one autograd node that saves x and the weight,
+    not f(gate) nor the product: d + 2h per token instead of d + 4h. Mode "eager", a gate
+    without kernels, a Linear subclass or another device runs linear(act(x)) as written."""
+    if mode == "eager" or type(linear) is not nn.Linear or not fusable(act.gate, x):
         return linear(act(x))
-    if isinstance(act, GatedActivation):
-        if not fusable(act.gate, x) or hooked(act, act.gate_fn, linear):
-            return linear(act(x))
-        fn = GATED_LINEAR[x.device.type]
-        return fn.apply(x, linear.weight, linear.bias, act.gate, mode)
-    if _recomputable(act) and x.dtype.is_floating_point and not hooked(act, linear):
-        return PLAIN_LINEAR[x.device.type].apply(x, linear.weight, linear.bias, act)
-    return linear(act(x))
+    return GATED_LINEAR[x.device.type].apply(x, linear.weight, linear.bias, act.gate, mode)

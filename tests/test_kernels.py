@@ -1,15 +1,16 @@
-"""Fused gated activations and act + c_proj: same numbers as eager autograd, less memory kept."""
+"""The gated FFN kernels: same numbers as eager autograd, less memory kept, chosen by the config."""
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from actlab.activations import fused, get, names
+from actlab.activations import get, names
+from actlab.activations import kernels as fused
+from actlab.config import ModelConfig
+from actlab.nn import GPT
 
 GATED = names(gated=True)
-# Plain entries whose act_linear recomputes (they keep more than their output), and a formula.
-PLAIN = ["gelu", "silu", "quick_gelu", "x * tanh(x)"]
 D, H = 12, 32  # block width and hidden width: tiny, and d != h so the counts tell them apart
 
 
@@ -29,7 +30,7 @@ def _forward(block, x, mode):
     """c_proj(act(c_fc(x))) with `mode` for both the activation and its fusion with c_proj."""
     fc, act, proj = block
     act.mode = mode
-    return fused.act_linear(act, fc(x), proj, mode=mode)
+    return fused.gated_linear(act, fc(x), proj, mode)
 
 
 def _run_block(block, x, mode):
@@ -80,8 +81,8 @@ def test_gated_act_matches_eager_and_stays_finite(name, scale):
         torch.testing.assert_close(fused_t, eager_t)
 
 
-@pytest.mark.parametrize("name", GATED + PLAIN)
-def test_act_linear_matches_eager(name):
+@pytest.mark.parametrize("name", GATED)
+def test_gated_linear_matches_eager(name):
     block = _block(name)
     x = _x(4, 3, D)
     for fused_t, eager_t in zip(_run_block(block, x, "fused"), _run_block(block, x, "eager")):
@@ -127,19 +128,6 @@ def test_row_blocks_cover_every_row_once(gate, monkeypatch):
     )
 
 
-def test_plain_act_linear_gradcheck_float64():
-    x = _x(2, 3, 4, dtype=torch.float64).requires_grad_()
-    proj = nn.Linear(4, 5).double()
-    act = get("quick_gelu")  # three ops, none with a fused backward: autograd's own
-    assert fused._recomputable(act)
-
-    def fn(t):
-        return fused.act_linear(act, t, proj, mode="fused")
-
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
-
-
 @pytest.mark.parametrize("name", GATED)
 def test_fused_ffn_keeps_at_most_0_7_of_eager(name):
     # Per token, eager keeps the block input (d), c_fc's output (2h, through the gate and up
@@ -160,34 +148,28 @@ def test_fused_ffn_keeps_at_most_0_7_of_eager(name):
         assert kept["fused"] <= 0.7 * kept["eager"]
 
 
-def test_plain_mlp_keeps_less_and_relu_is_left_alone():
-    # gelu keeps its input and c_proj its output: d + 2h; fused: d + h. relu keeps only its output,
-    # which c_proj keeps too (d + h either way), so act_linear does not recompute it.
-    x = _x(4, 3, D).requires_grad_()
-    per_token = 4 * 4 * 3
-    for name, eager_width, fused_width in (("gelu", D + 2 * H, D + H), ("relu", D + H, D + H)):
-        block = _block(name)
-        params = [p for layer in block for p in layer.parameters()]
-        for mode, width in (("eager", eager_width), ("fused", fused_width)):
-            got = _saved_bytes(lambda b=block, m=mode: _forward(b, x, m), params)
-            assert got == width * per_token, (name, mode)
-
-
-def test_environment_switch_gives_the_same_numbers(monkeypatch):
-    block = _block("swiglu")
-    x = _x(4, 3, D)
-    params = [p for layer in block for p in layer.parameters()]
-    per_mode = {}
-    for value in ("0", "1"):
-        monkeypatch.setenv(fused.ENV, value)
-        per_mode[value] = _run_block(block, x, None)
-        kept = _saved_bytes(lambda b=block: _forward(b, x, None), params)
-        assert kept == (D + (4 if value == "0" else 2) * H) * 4 * 12  # the switch took effect
-    for on, off in zip(per_mode["1"], per_mode["0"]):
-        torch.testing.assert_close(on, off)
-    monkeypatch.setenv(fused.ENV, "2")
-    with pytest.raises(ValueError, match="ACTLAB_FUSED"):
-        block[1](torch.zeros(2, 2 * H))
+def test_model_config_picks_the_kernels_once_and_they_agree():
+    # ModelConfig.kernels decides at build time; eager keeps d + 4h per token, fused d + 2h,
+    # and both give the same loss and gradients.
+    cfg = dict(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=D, act="swiglu")
+    tokens = torch.randint(0, 32, (2, 9), generator=torch.Generator().manual_seed(0))
+    results, kept = {}, {}
+    for kernels in ("eager", "fused"):
+        torch.manual_seed(0)
+        model = GPT(ModelConfig(**cfg, kernels=kernels))
+        mlp = model.transformer.h[0].mlp
+        assert mlp.kernels == kernels and mlp.act.mode == kernels
+        h = _x(2, 8, D).requires_grad_()
+        kept[kernels] = _saved_bytes(lambda m=mlp, h=h: m(h), list(mlp.parameters()))
+        loss = model(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())[1]
+        loss.backward()
+        results[kernels] = [loss.detach()] + [p.grad for p in model.parameters()]
+    hidden = mlp.c_proj.in_features
+    assert kept["eager"] == (D + 4 * hidden) * 4 * 16 and kept["fused"] == (D + 2 * hidden) * 4 * 16
+    for got, want in zip(results["fused"], results["eager"]):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(Exception, match="kernels must be one of"):
+        ModelConfig(kernels="1")
 
 
 def test_failed_compile_warns_once_and_falls_back(monkeypatch):
@@ -218,30 +200,19 @@ def test_compiled_kernels_match_eager():
     assert not fused._compile_failure
 
 
-def test_hooks_see_the_unfused_calls():
-    # A probe hooking the gate function or the activation must see them run, with their values.
+def test_hooks_do_not_change_the_kernels():
+    # The mode alone picks the path: a hook on the gate function fires under eager kernels and
+    # is skipped by the fused ones, and the numbers are the same either way.
     fc, act, proj = _block("swiglu")
-    x = _x(4, 3, D).requires_grad_()
-    seen = {}
-
-    def keep(key):
-        def hook(module, args, out):
-            seen[key] = (args[0], out)  # returns None: the output is unchanged
-        return hook
-
-    handles = [
-        act.gate_fn.register_forward_hook(keep("gate")), act.register_forward_hook(keep("act"))
-    ]
+    x = _x(4, 3, D)
+    calls = []
+    handle = act.gate_fn.register_forward_hook(lambda m, a, o: calls.append(o))
     try:
-        out = fused.act_linear(act, fc(x), proj, mode="fused")
+        out = {mode: _forward((fc, act, proj), x, mode) for mode in ("eager", "fused")}
     finally:
-        for handle in handles:
-            handle.remove()
-    h_in, h_out = seen["act"]
-    g, up = h_in.chunk(2, dim=-1)
-    torch.testing.assert_close(seen["gate"][1], torch.nn.functional.silu(g))
-    torch.testing.assert_close(h_out, seen["gate"][1] * up)
-    torch.testing.assert_close(out, proj(h_out))
+        handle.remove()
+    assert len(calls) == 1  # the eager call only
+    torch.testing.assert_close(out["fused"], out["eager"])
 
 
 def test_autocast_bfloat16_matches_eager():
@@ -277,8 +248,7 @@ def test_auto_compiles_only_big_tensors(monkeypatch):
 
     monkeypatch.setattr(fused, "_compiled", fake_compiled)
     monkeypatch.setattr(fused, "_compile_failure", [])
-    monkeypatch.delenv(fused.ENV, raising=False)
-    assert fused.resolve_mode() == "auto"
+    assert get("swiglu").mode == "auto"  # the default of a GatedActivation made on its own
     small, big = _x(2, 2 * H, seed=1), _x(8, 2 * H, seed=2)
     monkeypatch.setattr(fused, "BIG_BYTES", big.numel() * big.element_size())
     act = get("swiglu")
@@ -288,6 +258,6 @@ def test_auto_compiles_only_big_tensors(monkeypatch):
         want = x.detach().clone().requires_grad_()
         act.mode = "eager"
         act(want).sum().backward()
-        act.mode = None
+        act.mode = "auto"
         torch.testing.assert_close(x.grad, want.grad)
     assert calls == [big.numel(), big.numel()]  # forward and backward of the big one only
