@@ -9,6 +9,18 @@ import pytest
 from actlab.engine.store import Store
 
 
+def run_status(store: Store, run_id: str) -> str | None:
+    return {run["id"]: run["status"] for run in store.runs()}.get(run_id)
+
+
+def finished_ids(store: Store) -> set[str]:
+    return {run["id"] for run in store.runs() if run["status"] == "finished"}
+
+
+def stored_result(store: Store, run_id: str) -> dict | None:
+    return store.results([run_id]).get(run_id)
+
+
 def test_round_trip_with_nan_inf_and_numpy(tmp_path):
     path = tmp_path / "runs.sqlite"
     result = {
@@ -19,16 +31,16 @@ def test_round_trip_with_nan_inf_and_numpy(tmp_path):
     }
     with Store(path) as store:
         store.start("a", "demo", {"seed": 3, "act": "relu"})
-        assert store.status("a") == "running"
-        assert store.finished_ids() == set() and store.result("a") is None
+        assert run_status(store, "a") == "running"
+        assert finished_ids(store) == set() and stored_result(store, "a") is None
         returned = store.finish("a", result, env={"torch": "x"}, seconds=1.5)
 
     with Store(path) as store:  # reopened: everything came from disk
-        got = store.result("a")
+        got = stored_result(store, "a")
         assert got == returned
         assert math.isnan(got["val_loss"]) and got["best"] == math.inf and got["low"] == -math.inf
         assert got["np_float"] == 0.5 and got["np_int"] == 7 and got["curve"] == [1.0, 2.5]
-        assert store.finished_ids() == {"a"}
+        assert finished_ids(store) == {"a"}
         (run,) = store.runs("demo")
         assert (run["status"], run["outcome"], run["seconds"]) == ("finished", "diverged", 1.5)
         assert run["config"] == {"act": "relu", "seed": 3} and run["env"] == {"torch": "x"}
@@ -53,15 +65,15 @@ def test_finish_replaces_metrics_and_needs_a_started_run(tmp_path):
         assert store.metrics("a") == [{"step": 0, "loss": 3.0}]
         with pytest.raises(TypeError):  # nothing half-written when a result cannot be stored
             store.finish("a", {"bad": object()})
-        assert store.result("a") == {"history": [{"step": 0, "loss": 3.0}]}
+        assert stored_result(store, "a") == {"history": [{"step": 0, "loss": 3.0}]}
 
 
 def test_error_runs_and_restarts(tmp_path):
     with Store(tmp_path / "runs.sqlite") as store:
         store.start("e", "demo", {"i": 1})
         store.fail("e", "ValueError: boom", "Traceback ...", seconds=0.1)
-        assert store.status("e") == "error" and store.result("e") is None
-        assert store.finished_ids() == set()
+        assert run_status(store, "e") == "error" and stored_result(store, "e") is None
+        assert finished_ids(store) == set()
         (run,) = store.runs()
         assert (run["outcome"], run["error"]) == ("error", "ValueError: boom")
         store.start("e", "demo", {"i": 1})  # a retry clears the error
@@ -70,7 +82,7 @@ def test_error_runs_and_restarts(tmp_path):
         store.finish("e", {"v": 2})
         store.start("e", "demo", {"i": 1})  # a finished run is never reset by a start
         store.fail("e", "ValueError: late")  # nor overwritten by a failure
-        assert store.status("e") == "finished" and store.result("e") == {"v": 2}
+        assert run_status(store, "e") == "finished" and stored_result(store, "e") == {"v": 2}
 
 
 def test_old_file_gains_new_columns(tmp_path):
@@ -84,7 +96,7 @@ def test_old_file_gains_new_columns(tmp_path):
     db.commit()
     db.close()
     with Store(path) as store:
-        assert store.result("old") == {"v": 1}
+        assert stored_result(store, "old") == {"v": 1}
         store.start("new", "s", {})
         store.fail("new", "RuntimeError: x")
         assert {r["id"]: r["error"] for r in store.runs()} == {"old": None, "new": "RuntimeError: x"}

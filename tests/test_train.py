@@ -1,5 +1,6 @@
 """Training loop: determinism, learning, divergence as an outcome, run folder contents."""
 
+import dataclasses
 import json
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_model
 
-from actlab.config import TrainConfig
+from actlab.config import ModelConfig, TrainConfig
 from actlab.data import prepare
 from actlab.nn.gpt import GPT
 from actlab.training.loop import lr_at, train
@@ -16,6 +17,16 @@ from conftest import tiny_train
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
         "fortune, must be in want of a wife. ") * 60
+
+
+class ThreadsAtStart:
+    """A callback that notes torch's thread count as training starts."""
+
+    def __init__(self):
+        self.seen = []
+
+    def before_train(self, model):
+        self.seen.append(torch.get_num_threads())
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +74,8 @@ def test_run_folder_contents(bundle, tmp_path):
     result = train(cfg, tmp_path / "run", data=bundle, progress=False)
     run = tmp_path / "run"
     saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    assert saved.to_dict() == cfg.to_dict()
+    ran = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=bundle.vocab_size))
+    assert saved.to_dict() == ran.to_dict()  # the config as run: the data's vocabulary
     env = json.loads((run / "env.json").read_text())
     for key in ("actlab", "torch", "threads", "device", "git_revision", "platform", "code_hash",
                 "cpu", "cpu_capability"):
@@ -81,6 +93,36 @@ def test_run_folder_contents(bundle, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["outcome"] == "completed" and summary["val_loss"] == result.val_loss
     assert stamps[-1] <= summary["seconds"]
+
+
+def test_train_leaves_the_callers_config_alone(bundle, tmp_path):
+    default_vocab = ModelConfig().vocab_size
+    assert bundle.vocab_size != default_vocab
+    cfg = tiny_train(steps=3, eval_every=3, vocab_size=default_vocab)
+    before = cfg.to_dict()
+    train(cfg, tmp_path / "run", data=bundle, progress=False)
+    assert cfg.to_dict() == before and cfg.model.vocab_size == default_vocab
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["vocab_size"] == bundle.vocab_size
+
+
+def test_train_restores_the_callers_thread_count(bundle):
+    class Boom:
+        def before_train(self, model):
+            raise RuntimeError("boom")
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threads = ThreadsAtStart()
+        train(tiny_train(steps=2, eval_every=2, threads=1), data=bundle, progress=False,
+              callbacks=(threads,))
+        assert threads.seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="boom"):
+            train(tiny_train(steps=2, threads=1), data=bundle, progress=False, callbacks=(Boom(),))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)
 
 
 def test_grad_norm_is_recorded_before_clipping(bundle):
@@ -108,7 +150,8 @@ def test_sgd_runs_and_learns(bundle):
 def test_bundled_corpus_run_learns():
     cfg = tiny_train(steps=80, eval_every=40, block_size=32, n_embd=48, threads=2)
     cfg.data = None
-    result = train(cfg, progress=False)
+    threads = ThreadsAtStart()
+    result = train(cfg, progress=False, callbacks=(threads,))
     vals = [r["val_loss"] for r in result.history if "val_loss" in r]
     assert vals[-1] < vals[0] and vals[-1] < 3.0
-    assert torch.get_num_threads() == 2  # torch threads come from the config
+    assert threads.seen == [2]  # torch threads come from the config while the run lasts

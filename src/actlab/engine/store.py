@@ -170,19 +170,6 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------
 
-    def finished_ids(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT id FROM runs WHERE status=?", (FINISHED,))}
-
-    def status(self, run_id: str) -> str | None:
-        row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
-        return row[0] if row else None
-
-    def result(self, run_id: str) -> dict | None:
-        row = self.db.execute(
-            "SELECT result FROM runs WHERE id=? AND status=?", (run_id, FINISHED)
-        ).fetchone()
-        return from_json(row[0]) if row else None
-
     def results(self, run_ids) -> dict[str, dict]:
         """Stored results of the finished runs among run_ids, by id."""
         wanted = set(run_ids)

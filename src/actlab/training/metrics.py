@@ -1,0 +1,173 @@
+"""What a run measures and keeps: metrics.jsonl rows, step losses held on the device until a
+flush, validation losses, the run's clock and throughput, and the RunResult they add up to."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class RunResult:
+    outcome: str  # completed | diverged | interrupted
+    steps: int  # optimizer steps taken
+    train_loss: float | None
+    val_loss: float | None
+    best_val_loss: float | None
+    tokens_per_s: float
+    seconds: float
+    n_params: int
+    out_dir: str | None = None
+    history: list[dict] = field(default_factory=list, repr=False)
+
+
+def step_seconds(history: list[dict]) -> float | None:
+    """Median seconds per training step from metrics rows' `time_s` stamps (None if too few).
+
+    Rows written at the same flush share a stamp, so the time is taken flush to flush and
+    divided by the steps in between. The first flush (warm-up) is left out, and so is every
+    interval that follows an evaluation. A median, unlike the mean that tokens_per_s gives,
+    is not moved by one step the scheduler stalled.
+    """
+    flushes: list[tuple[int, float, bool]] = []  # (last step, stamp, evaluated after it)
+    for row in history:
+        if "time_s" not in row:
+            return None
+        if flushes and flushes[-1][1] == row["time_s"]:
+            flushes[-1] = (row["step"], row["time_s"], "val_loss" in row)
+        else:
+            flushes.append((row["step"], row["time_s"], "val_loss" in row))
+    per_step = [(t1 - t0) / (s1 - s0) for (s0, t0, ev), (s1, t1, _) in zip(flushes, flushes[1:])
+                if not ev and s1 > s0]
+    return statistics.median(per_step) if per_step else None
+
+
+class MetricsLog:
+    """metrics.jsonl, one object per line, flushed as written so a killed run keeps them.
+
+    The newest row is held back until the next one arrives (or close), so that a validation
+    loss measured after the row was logged still lands on the same line.
+    """
+
+    def __init__(self, out_dir: Path | None):
+        self.rows: list[dict] = []
+        self._fh = open(out_dir / "metrics.jsonl", "w", encoding="utf-8") if out_dir else None
+        self._held = False
+
+    def write(self, row: dict) -> None:
+        self._emit()
+        self.rows.append(row)
+        self._held = True
+
+    def rewrite_last(self) -> None:
+        """The last row changed (a validation loss was added): write it out now."""
+        self._emit()
+
+    def _emit(self) -> None:
+        if self._held and self._fh:
+            self._fh.write(json.dumps(self.rows[-1]) + "\n")
+            self._fh.flush()
+        self._held = False
+
+    def close(self) -> None:
+        self._emit()
+        if self._fh:
+            self._fh.close()
+
+
+class RunClock:
+    """Seconds since the run started, and tokens/s over the steps after the first flush (the
+    warm-up: first-touch allocations, compilation) up to the latest one."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.t_start = time.perf_counter()
+        self._t_timed: float | None = None
+        self._step_timed = 0
+        self._timed_steps = 0
+
+    def stamp(self) -> float:
+        return round(time.perf_counter() - self.t_start, 6)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def flushed(self, step: int) -> None:
+        """A flush ended at `step`: the first one starts the timed span, later ones extend it."""
+        if self._t_timed is None:
+            self._t_timed, self._step_timed = time.perf_counter(), step
+        else:
+            self._timed_steps = step - self._step_timed
+
+    def tokens_per_s(self) -> float:
+        if not self._timed_steps:
+            return 0.0
+        return self.tokens_per_step * self._timed_steps / (time.perf_counter() - self._t_timed)
+
+
+def flush_interval(device: torch.device) -> int:
+    """Steps between flushes: on CUDA a .item() per step stalls the GPU queue, so losses wait
+    on the device for 25 steps; on CPU reading them costs nothing, so every step is written."""
+    return 1 if device.type == "cpu" else 25
+
+
+class PendingLosses:
+    """Step losses and gradient norms kept as device tensors until a flush reads them all in one
+    host sync and writes their rows to the log, stamped with the run's clock."""
+
+    def __init__(self, log: MetricsLog, clock: RunClock, every: int):
+        self.log = log
+        self.clock = clock
+        self.every = every
+        self.train_loss: float | None = None  # the latest flushed step's loss
+        self._held: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, step: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self._held.append((step, lr, loss, grad_norm))
+
+    def due(self) -> bool:
+        return len(self._held) >= self.every
+
+    def flush(self) -> bool:
+        """Write the held rows; False once a non-finite loss is found (the run diverged), which
+        is the last row written."""
+        if not self._held:
+            return True
+        values = torch.stack([torch.stack([loss.detach().float(), norm.float()])
+                              for _, _, loss, norm in self._held]).tolist()
+        rows = [(s, lr, v) for (s, lr, _, _), v in zip(self._held, values)]
+        self._held.clear()
+        now = self.clock.stamp()  # the host sync above ends the steps' work
+        for step, lr, (loss, norm) in rows:
+            self.train_loss = loss
+            self.log.write({"step": step, "train_loss": loss, "lr": lr, "grad_norm": norm,
+                            "time_s": now})
+            if not math.isfinite(loss):
+                return False
+        return True
+
+
+class Validation:
+    """Validation losses: each lands on the newest metrics row; the latest and the best finite
+    one are kept for the result."""
+
+    def __init__(self, log: MetricsLog):
+        self.log = log
+        self.last: float | None = None
+        self.best: float | None = None
+
+    def record(self, loss: float) -> None:
+        self.log.rows[-1]["val_loss"] = loss
+        self.log.rewrite_last()
+        self.last = loss
+        if math.isfinite(loss):
+            self.best = loss if self.best is None else min(self.best, loss)

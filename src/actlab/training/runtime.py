@@ -1,0 +1,48 @@
+"""How a run uses the machine: torch's thread count for the run only, bf16 autocast on CUDA,
+and whether the training forward is compiled."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from actlab.config import TrainConfig
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to n inside the block (0 leaves it alone), and the
+    caller's count back afterwards, whether the block returns or raises."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast on CUDA when asked; CPU stays float32 (no fast bf16 there)."""
+    if device.type == "cuda" and dtype == "bfloat16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compile_decision(cfg: TrainConfig, compile: bool | None, callbacks: tuple) -> bool:
+    """Whether train() compiles its forward: `compile` if given, else cfg.compile_wanted(); never
+    with callbacks, which hook the model from outside (compiled graphs do not run module hooks
+    faithfully). Dropping a compilation asked for by name warns, pointing at train's caller."""
+    asked = cfg.compile == "on" if compile is None else compile
+    wanted = cfg.compile_wanted() if compile is None else compile
+    if wanted and callbacks:
+        if asked:
+            warnings.warn("train(compile=True) with callbacks: hooks need the eager model, so "
+                          "the forward is not compiled", RuntimeWarning, stacklevel=3)
+        return False
+    return wanted
