@@ -11,7 +11,7 @@ from actlab.article.claims import CLAIMS
 from actlab.analysis.stats import mean_ci
 from actlab.studies import base
 from actlab.studies.convergence import study as c
-from actlab.studies.convergence import runs as runs
+from actlab.analysis import ranking as runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -85,7 +85,7 @@ def test_paired_comparison_sees_a_constant_shift_that_unpaired_cis_miss():
     s = _summary({"gelu": 2.0, "sigmoid": 2.05}, spread=0.1)
     s["sigmoid"]["losses"] = [v + 0.05 for v in s["gelu"]["losses"]]
     assert mean_ci(s["sigmoid"]["losses"])["lo"] < mean_ci(s["gelu"]["losses"])["hi"]
-    cmp_ = runs.compare(s, "sigmoid", "gelu")
+    cmp_ = runs.paired_comparison(s, "sigmoid", "gelu")
     assert cmp_["diff"] == pytest.approx(0.05) and cmp_["n"] == 4 and cmp_["p"] < 1e-10
     assert cmp_["lo"] == pytest.approx(0.05) and cmp_["hi"] == pytest.approx(0.05)
 

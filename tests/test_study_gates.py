@@ -12,9 +12,10 @@ import torch
 from actlab.data import prepare
 from actlab.nn.gpt import GPT
 from actlab.engine.store import Store
-from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS, _clean
+from actlab.analysis.numbers import json_safe
+from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.studies.gates.study import (
-    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare, pick_lrs, run,
+    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants, pick_lrs, run,
 )
 from actlab.studies.gates.runs import _AttentionProbe, measure_attention
 from actlab.training.loop import train
@@ -65,7 +66,7 @@ def test_compare_pairs_by_seed_and_counts_divergence():
 
     runs = {"a": {0: r(2.0), 1: r(2.2), 2: r(None, "diverged")},
             "b": {0: r(1.9), 1: r(2.0), 2: r(1.5)}}
-    c = compare(runs, "a", "b")
+    c = compare_variants(runs, "a", "b")
     assert c["n"] == 2 and c["diverged_only"] == 1
     assert c["diff"] == pytest.approx(0.15)  # mean of 0.1 and 0.2 over the seeds both finished
     assert c["n_params_diff"] == 0
@@ -121,7 +122,7 @@ def test_smoke_preset_complete_and_reused(tmp_path):
     size = PRESETS["smoke"]["size"]
     gap = ev["comparisons"]["out_gate_vs_matched"]["n_params_diff"]
     assert 0 <= gap <= size["n_layer"] * size["n_embd"] // 2
-    json.dumps(_clean(v.to_dict()), allow_nan=False)
+    json.dumps(json_safe(v.to_dict()), allow_nan=False)
     assert len(v.figures) == 4
     for rel in v.figures:
         path = tmp_path / rel

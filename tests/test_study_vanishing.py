@@ -9,6 +9,7 @@ import pytest
 
 from actlab.engine import sweep
 from actlab.article.claims import CLAIMS
+from actlab.analysis.numbers import json_safe
 from actlab.analysis.stats import paired_test
 from actlab.studies import base
 from actlab.studies.vanishing import study as V
@@ -37,7 +38,7 @@ def test_smoke_verdict_is_complete(smoke):
     # Kaiming gives ReLU about 1, so over 5 layer-to-layer steps sigmoid loses about
     # 5 log10(4) = 3 decades more (the input scales of the first and last layer shift it a bit).
     assert 2.0 < verdict.evidence["mlp"]["gap_init"]["diff"] < 4.0
-    json.dumps(base._clean(verdict.to_dict()), allow_nan=False)  # verdict.json can be written
+    json.dumps(json_safe(verdict.to_dict()), allow_nan=False)  # verdict.json can be written
 
 
 @pytest.mark.slow
@@ -65,7 +66,7 @@ def test_rerun_computes_nothing(smoke, monkeypatch):
     monkeypatch.setattr(V, "run_grid", counted_grid)
     again = V.run("smoke", out, progress=False)
     assert calls == []
-    assert json.dumps(base._clean(again.evidence)) == json.dumps(base._clean(verdict.evidence))
+    assert json.dumps(json_safe(again.evidence)) == json.dumps(json_safe(verdict.evidence))
 
 
 def test_jobs_cover_the_grid():

@@ -61,6 +61,3 @@ CLAIMS = {
         "facts",
     ),
 }
-
-# The article's closing advice, judged from the convergence study's runs.
-RECOMMENDATION = "If you're tweaking a model, start with GELU for transformer compatibility."

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
+from actlab.article.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.errors import ActlabError
 
 try:
@@ -27,8 +28,6 @@ ALLOWED = {
     "router": ("none", "softmax", "sigmoid", UNKNOWN),
     "basis": ("stated", "inherited", UNKNOWN),
 }
-# The verdict strings of actlab.studies.base, repeated here so the table loads without torch.
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
 
 
 def load(text: str | None = None) -> list[dict]:

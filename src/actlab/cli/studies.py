@@ -11,14 +11,14 @@ from actlab.cli.args import positive_float, positive_int
 def register(sub) -> None:
     from actlab.lab.compare import SIZING_RULE
     from actlab.config import DEVICES, TOKENIZERS
-    from actlab.studies.base import PRESETS
+    from actlab.studies.base import PRESET_NAMES
 
     p = sub.add_parser("study", help="run one claim's study: stored runs, a verdict, figures",
                        description="Run one study (vanishing, centering, convergence, output-head, gates, "
                                    "facts) and write DIR/verdict.json, DIR/figures/*.png and DIR/runs.sqlite. "
                                    "Finished runs are reused on re-run.")
     p.add_argument("name", help="study name: vanishing, centering, convergence, output-head, gates or facts")
-    p.add_argument("--preset", default="quick", choices=PRESETS,
+    p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="smoke: seconds (tests); quick: minutes on a laptop CPU; full: a GPU (default: quick)")
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -46,7 +46,7 @@ def register(sub) -> None:
                        description="Run every study, apply each decision rule and write DIR/report.html "
                                    "(self-contained), DIR/report.md and DIR/verdicts.json. Run it again "
                                    "after an interruption: finished runs are reused.")
-    p.add_argument("--preset", default="quick", choices=PRESETS,
+    p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="smoke: about a minute; quick: about 10 minutes on 2 CPU cores; full: a GPU (default: quick)")
     p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
     p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated, or none (with --claims) (default: all)")
@@ -163,12 +163,12 @@ def _print_verdict_table(out_dir) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
     from actlab.report.collect import collect
     from actlab.report.render import _fmt_seconds, _verdict_rows
 
     data = collect(out_dir)
-    colours = {"SUPPORTED": "green", "SUPPORTED WITH CAVEAT": "yellow", "NOT SUPPORTED": "red",
-               "INCONCLUSIVE": "blue"}
+    colours = {SUPPORTED: "green", CAVEAT: "yellow", NOT_SUPPORTED: "red", INCONCLUSIVE: "blue"}
     table = Table(box=box.SIMPLE_HEAD, title=f"verdicts ({data['meta'].get('preset')} preset)")
     for col in ("claim", "study", "verdict", "evidence", "time"):
         table.add_column(col, overflow="fold")

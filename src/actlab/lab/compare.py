@@ -139,8 +139,8 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     still picks the model size and still stops rounds that would overrun it).
     """
     from actlab import activations
+    from actlab.analysis.numbers import json_safe
     from actlab.training.env import environment
-    from actlab.studies.base import _clean
     from actlab.studies.convergence.runs import prepared, train_job
     from actlab.engine.sweep import run_grid
 
@@ -203,7 +203,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     ranking["figures"] = _figures(out, runs, ranking)
     ranking["wall_s"] = time.perf_counter() - t0
     # JSON has no NaN: a missing CI (one seed) or a diverged mean is written as null.
-    (out / "ranking.json").write_text(json.dumps(_clean(ranking), indent=2, allow_nan=False) + "\n")
+    (out / "ranking.json").write_text(json.dumps(json_safe(ranking), indent=2, allow_nan=False) + "\n")
     return ranking
 
 
@@ -259,8 +259,8 @@ def _load_plan(out: Path, key: dict) -> dict | None:
 def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
           env: dict) -> tuple[dict, dict]:
     """(the ranking as written to ranking.json, the runs by activation and seed)."""
-    from actlab.studies.convergence.runs import (
-        by_seed, compare, holm, rank, seed_spread, spread_note, summarize,
+    from actlab.analysis.ranking import (
+        by_seed, holm, paired_comparison, rank, seed_spread, spread_note, summarize,
     )
 
     runs = by_seed(results)
@@ -268,7 +268,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
     summary = summarize(runs, seeds_run)
     order = rank(summary)
     best = order[0]
-    tests = {a: compare(summary, a, best) for a in order[1:]}
+    tests = {a: paired_comparison(summary, a, best) for a in order[1:]}
     for a, adj in zip(tests, holm([t["p"] for t in tests.values()])):
         tests[a]["p_holm"] = adj
     rows = []
@@ -339,7 +339,7 @@ def format_table(ranking: dict) -> str:
         sig = {None: "-", True: "yes", False: "no"}[r["significant"]]
         n = f"{r['n']}" + (f" ({r['n_diverged']} div.)" if r["n_diverged"] else "")
         lines.append((str(r["rank"]), r["act"], mean, ci, n, diff, p, sig,
-                      _num(r["tokens_per_s"]), _num(r["n_params"])))
+                      _count(r["tokens_per_s"]), _count(r["n_params"])))
     width = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(width))
     body = [fmt.format(*cols)] + [fmt.format(*line) for line in lines]
@@ -347,5 +347,5 @@ def format_table(ranking: dict) -> str:
     return "\n".join([head, *body, *tail, *ranking.get("notes", [])])
 
 
-def _num(value) -> str:
+def _count(value) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:,.0f}"

@@ -25,7 +25,8 @@ from pathlib import Path
 from actlab.config import TrainConfig, load_config_file, merge
 from actlab.errors import ActlabError
 from actlab.analysis.stats import paired_test
-from actlab.studies.base import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict
+from actlab.article.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from actlab.studies.base import Verdict
 from actlab.studies.convergence.runs import train_job
 from actlab.engine.sweep import run_grid
 

@@ -8,15 +8,16 @@ from collections import Counter
 from pathlib import Path
 
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.errors import ActlabError
 from actlab.engine.store import Store
 from actlab.engine.sweep import STORE_NAME
 
 VERDICT_CLASS = {
-    "SUPPORTED": "supported",
-    "SUPPORTED WITH CAVEAT": "caveat",
-    "NOT SUPPORTED": "refuted",
-    "INCONCLUSIVE": "inconclusive",
+    SUPPORTED: "supported",
+    CAVEAT: "caveat",
+    NOT_SUPPORTED: "refuted",
+    INCONCLUSIVE: "inconclusive",
 }
 
 

@@ -1,8 +1,8 @@
 """The studies, one per claim. Importing this package registers each of them."""
 
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED  # noqa: F401
 from actlab.studies.base import (  # noqa: F401
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, PRESETS, STUDIES, SUPPORTED, Verdict, get_study,
-    register_study, write_verdict,
+    PRESET_NAMES, STUDIES, Verdict, get_study, register_study, write_verdict,
 )
 
 # Importing a study module registers it (the order is the article's).

@@ -9,20 +9,21 @@ figures only from stored data.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from actlab.analysis.numbers import json_safe
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.errors import ActlabError
 
-SUPPORTED = "SUPPORTED"
-CAVEAT = "SUPPORTED WITH CAVEAT"
-NOT_SUPPORTED = "NOT SUPPORTED"
-INCONCLUSIVE = "INCONCLUSIVE"
-VERDICTS = (SUPPORTED, CAVEAT, NOT_SUPPORTED, INCONCLUSIVE)
-PRESETS = ("smoke", "quick", "full")
+__all__ = [
+    "CAVEAT", "INCONCLUSIVE", "NOT_SUPPORTED", "PRESET_NAMES", "STUDIES", "SUPPORTED", "VERDICTS",
+    "Study", "Verdict", "check_preset", "get_study", "register_study", "write_verdict",
+]
+
+PRESET_NAMES = ("smoke", "quick", "full")  # every study sizes each in its own PRESETS table
 
 
 @dataclass
@@ -47,21 +48,11 @@ class Verdict:
         return asdict(self)
 
 
-def _clean(obj):
-    """JSON has no NaN/Inf: write them as null so every reader can parse verdict.json."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def write_verdict(verdict: Verdict, out_dir: str | Path) -> Path:
     path = Path(out_dir) / "verdict.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(verdict.to_dict()), indent=2, allow_nan=False) + "\n")
+    # JSON has no NaN/Inf: they are written as null so every reader can parse verdict.json.
+    path.write_text(json.dumps(json_safe(verdict.to_dict()), indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -104,6 +95,6 @@ def get_study(name: str) -> Study:
 
 
 def check_preset(preset: str) -> str:
-    if preset not in PRESETS:
-        raise ActlabError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    if preset not in PRESET_NAMES:
+        raise ActlabError(f"preset must be one of {', '.join(PRESET_NAMES)}; got {preset!r}")
     return preset

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from actlab.article import zoo
 from actlab.article.claims import CLAIMS
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
-)
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from actlab.studies.base import Verdict, check_preset, register_study
 
 STUDY = "facts"
 

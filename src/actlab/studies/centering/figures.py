@@ -1,7 +1,8 @@
 """Figures of study C2 (centering), drawn only from what run_grid stored.
 
 mean activation per layer, sign coherence per layer, loss curves with 95% CI bands, and the
-path straightness of the consuming weights, each with one panel (or group) per setting.
+path straightness of the consuming weights, each with one panel (or group) per setting and
+one line (or bar) per activation of `acts`, in that order.
 """
 
 from __future__ import annotations
@@ -25,14 +26,10 @@ def _eval_runs(results: list[dict], setting: str, act: str) -> list[dict]:
             and r["params"]["optimizer"] == optimizer and r["params"]["act"] == act]
 
 
-
-
-def _per_layer(results, settings, key: str, ylabel: str, title: str, path: Path) -> str:
-    from actlab.studies.centering.study import ACTS
-
+def _per_layer(results, settings, acts, key: str, ylabel: str, title: str, path: Path) -> str:
     fig, axes = new_figure(ncols=len(settings), width=3.6, height=3.0)
     for ax, setting in zip(axes[0], settings):
-        for act in ACTS:
+        for act in acts:
             rows = [[v if v is not None else np.nan for v in r.get(key) or []]
                     for r in _eval_runs(results, setting, act)]
             rows = [r for r in rows if r]
@@ -58,12 +55,10 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, np.ones(window) / window, mode="valid")
 
 
-def loss_curves(results, settings, path: Path) -> str:
-    from actlab.studies.centering.study import ACTS
-
+def loss_curves(results, settings, acts, path: Path) -> str:
     fig, axes = new_figure(ncols=len(settings), width=3.6, height=3.0)
     for ax, setting in zip(axes[0], settings):
-        for act in ACTS:
+        for act in acts:
             curves = [np.asarray([h["train_loss"] for h in r["history"]], dtype=float)
                       for r in _eval_runs(results, setting, act)]
             curves = [c for c in curves if len(c)]
@@ -85,19 +80,17 @@ def loss_curves(results, settings, path: Path) -> str:
     return save(fig, path)
 
 
-def straightness_bars(settings: dict, path: Path) -> str:
-    from actlab.studies.centering.study import ACTS
-
+def straightness_bars(settings: dict, acts, path: Path) -> str:
     keys = (("straightness", "consuming weights"), ("straightness_all", "all parameters"))
     fig, axes = new_figure(ncols=2, width=4.6, height=3.2)
-    width = 0.8 / len(ACTS)
+    width = 0.8 / len(acts)
     for ax, (key, label) in zip(axes[0], keys):
-        for i, act in enumerate(ACTS):
+        for i, act in enumerate(acts):
             cis = [settings[s][key][act] for s in settings]
             mean = np.asarray([_nan(c["mean"]) for c in cis])
             err = np.asarray([[_nan(c["mean"]) - _nan(c["lo"]) for c in cis],
                               [_nan(c["hi"]) - _nan(c["mean"]) for c in cis]])
-            x = np.arange(len(cis)) + (i - (len(ACTS) - 1) / 2) * width
+            x = np.arange(len(cis)) + (i - (len(acts) - 1) / 2) * width
             ax.bar(x, mean, width, yerr=np.nan_to_num(err), capsize=2,
                    color=ACT_COLORS[act], label=ACT_LABELS[act])
         ax.set_xticks(np.arange(len(settings)), list(settings), fontsize=7)
@@ -111,18 +104,18 @@ def _nan(x) -> float:
     return float(x) if x is not None else math.nan
 
 
-def draw_all(results: list[dict], settings: dict, out_dir) -> list[str]:
+def draw_all(results: list[dict], settings: dict, out_dir, acts) -> list[str]:
     """Write the four PNGs under out_dir/figures; return their paths relative to out_dir."""
     out = Path(out_dir)
     fig_dir = out / "figures"
     paths = [
-        _per_layer(results, settings, "act_mean", "mean activation output",
+        _per_layer(results, settings, acts, "act_mean", "mean activation output",
                    "Mean activation per layer (95% CI over seeds)",
                    fig_dir / "centering_act_mean.png"),
-        _per_layer(results, settings, "coherence", "sign coherence of gradient rows",
+        _per_layer(results, settings, acts, "coherence", "sign coherence of gradient rows",
                    "Per-example gradient sign coherence of the consuming Linear",
                    fig_dir / "centering_coherence.png"),
-        loss_curves(results, settings, fig_dir / "centering_loss.png"),
-        straightness_bars(settings, fig_dir / "centering_straightness.png"),
+        loss_curves(results, settings, acts, fig_dir / "centering_loss.png"),
+        straightness_bars(settings, acts, fig_dir / "centering_straightness.png"),
     ]
     return [str(Path(p).relative_to(out)) for p in paths]

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from actlab.analysis.numbers import finite_mean, num
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci, paired_test
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
-)
+from actlab.studies import common
+from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.centering.runs import run_one
 from actlab.engine.sweep import run_grid
 
@@ -48,7 +47,6 @@ ACTS = ("sigmoid", "sigmoid_centered", "tanh")
 MODELS = ("mlp", "gpt")
 OPTIMIZERS = ("sgd", "adamw")
 SETTINGS = tuple(f"{m}/{o}" for m in MODELS for o in OPTIMIZERS)
-TUNE_SEED = 1000  # never an evaluation seed
 
 # A final-loss difference inside ±MARGIN nats counts as no practical difference: 1% in
 # perplexity is about the seed-to-seed spread of these small runs, and far below what
@@ -107,30 +105,16 @@ def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str)
 
 
 def tune_jobs(preset: dict) -> list[dict]:
-    return [_job(preset, s, a, lr, TUNE_SEED, "tune") for s in SETTINGS for a in ACTS
+    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune") for s in SETTINGS for a in ACTS
             for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
 
 
 def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
     """{setting: {act: lr}}: the lowest final loss on the tuning seed (a diverged run counts
     as +inf; ties go to the smaller rate); a one-point grid is its own choice."""
-    chosen = {}
-    for s in SETTINGS:
-        grid = preset["lrs"][s]
-        chosen[s] = {}
-        for a in ACTS:
-            if len(grid) == 1:
-                chosen[s][a] = grid[0]
-                continue
-            loss = {r["params"]["lr"]: _finite(r.get("final_loss")) for r in tuned
-                    if f"{r['params']['model']}/{r['params']['optimizer']}" == s
-                    and r["params"]["act"] == a}
-            chosen[s][a] = min(grid, key=lambda lr: (loss.get(lr, math.inf), lr))
-    return chosen
-
-
-def _finite(x) -> float:
-    return float(x) if x is not None and math.isfinite(x) else math.inf
+    best = common.pick_lrs(tuned, lambda p: (f"{p['model']}/{p['optimizer']}", p["act"]),
+                           {(s, a): preset["lrs"][s] for s in SETTINGS for a in ACTS})
+    return {s: {a: best[(s, a)]["lr"] for a in ACTS} for s in SETTINGS}
 
 
 def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
@@ -139,16 +123,6 @@ def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
 
 
 # -- evidence and the decision ---------------------------------------------------------------
-
-def _num(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
-
-
-def _layer_mean(values) -> float:
-    vals = [_num(v) for v in values or []]
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
-
 
 def _paired(runs: dict, a: str, b: str, key) -> dict:
     """Paired test of key(run) for activation a minus b over the seeds both have finite."""
@@ -166,12 +140,12 @@ def setting_evidence(results: list[dict], setting: str) -> dict:
         if p["phase"] == "eval" and f"{p['model']}/{p['optimizer']}" == setting:
             runs[p["act"]][p["seed"]] = r
     measures = {
-        "final_loss": lambda r: _num(r.get("final_loss")),
-        "mean_train_loss": lambda r: _num(r.get("mean_train_loss")),
-        "coherence": lambda r: _layer_mean(r.get("coherence")),
-        "straightness": lambda r: _num(r.get("straightness")),
-        "straightness_all": lambda r: _num(r.get("straightness_all")),
-        "act_mean": lambda r: _layer_mean(r.get("act_mean")),
+        "final_loss": lambda r: num(r.get("final_loss")),
+        "mean_train_loss": lambda r: num(r.get("mean_train_loss")),
+        "coherence": lambda r: finite_mean(r.get("coherence")),
+        "straightness": lambda r: num(r.get("straightness")),
+        "straightness_all": lambda r: num(r.get("straightness_all")),
+        "act_mean": lambda r: finite_mean(r.get("act_mean")),
     }
     ev: dict = {"lr": {a: next(iter(runs[a].values()))["params"]["lr"] if runs[a] else None
                        for a in ACTS},
@@ -189,7 +163,7 @@ def setting_evidence(results: list[dict], setting: str) -> dict:
 def loss_outcome(diff: dict, margin: float = MARGIN) -> str:
     """'worse' / 'better' for sigmoid when the CI of sigmoid - centred excludes 0,
     'equivalent' when it lies within ±margin, else 'unresolved' (NaN bounds: unresolved)."""
-    lo, hi = _num(diff.get("lo")), _num(diff.get("hi"))
+    lo, hi = num(diff.get("lo")), num(diff.get("hi"))
     if lo > 0:
         return "worse"
     if hi < 0:
@@ -201,7 +175,7 @@ def loss_outcome(diff: dict, margin: float = MARGIN) -> str:
 
 def mechanism(ev: dict) -> bool:
     """Sigmoid's rows more single-signed AND its consuming weights' path less straight."""
-    return _num(ev["coherence_diff"].get("lo")) > 0 and _num(ev["straightness_diff"].get("hi")) < 0
+    return num(ev["coherence_diff"].get("lo")) > 0 and num(ev["straightness_diff"].get("hi")) < 0
 
 
 def decide(settings: dict[str, dict]) -> str:
@@ -227,7 +201,7 @@ def decide(settings: dict[str, dict]) -> str:
 
 def _fmt(d: dict, digits: int = 3) -> str:
     keys = ("diff", "lo", "hi") if "diff" in d else ("mean", "lo", "hi")
-    m, lo, hi = (_num(d.get(k)) for k in keys)
+    m, lo, hi = (num(d.get(k)) for k in keys)
     return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
@@ -253,7 +227,7 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
             out.append(f"{s}: the learning rate chosen for {', '.join(edge)} lies at the edge of "
                        f"the grid {list(grid)}; a wider grid might change that comparison.")
         d = ev["final_loss_diff"]
-        if ev["loss_outcome"] in ("worse", "better") and abs(_num(d.get("diff"))) < MARGIN:
+        if ev["loss_outcome"] in ("worse", "better") and abs(num(d.get("diff"))) < MARGIN:
             out.append(f"{s}: sigmoid is significantly {ev['loss_outcome']} but by less than "
                        f"{MARGIN} nats ({_fmt(d)}): a real but negligible difference.")
         if not mechanism(ev):
@@ -280,13 +254,13 @@ def run(preset: str = "quick", out_dir="results/centering", progress: bool = Tru
         ev["loss_outcome"] = loss_outcome(ev["final_loss_diff"])
         ev["mechanism"] = mechanism(ev)
     verdict = decide(settings)
-    figures = draw_all(results, settings, out_dir)
+    figures = draw_all(results, settings, out_dir, ACTS)
     summary = "sigmoid - centred final loss: " + "; ".join(
         f"{s} {_fmt(ev['final_loss_diff'])} ({ev['loss_outcome']})" for s, ev in settings.items())
     coh = settings["mlp/sgd"]["coherence"]
-    summary += (f"; coherence {_num(coh['sigmoid']['mean']):.2f} vs "
-                f"{_num(coh['sigmoid_centered']['mean']):.2f}")
-    evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": TUNE_SEED,
+    summary += (f"; coherence {num(coh['sigmoid']['mean']):.2f} vs "
+                f"{num(coh['sigmoid_centered']['mean']):.2f}")
+    evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": common.TUNE_SEED,
                 "lr_grid": {s: list(v) for s, v in cfg["lrs"].items()}, "settings": settings}
     return Verdict(claim="C2", quote=CLAIMS["C2"].quote, rule=RULE, verdict=verdict,
                    evidence=evidence, figures=figures, preset=preset, study=STUDY,

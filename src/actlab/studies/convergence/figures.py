@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from actlab.analysis.figures import new_figure, save
+from actlab.analysis.ranking import smoothed
 from actlab.analysis.stats import mean_band
 
 
@@ -31,12 +32,8 @@ def colors(acts) -> dict[str, tuple]:
     return out
 
 
-
-
 def loss_curves(runs: dict[str, dict], order: list[str], path: Path, title: str) -> str:
     """Trailing-mean training loss vs step per activation (mean over seeds, 95% CI band)."""
-    from actlab.studies.convergence.runs import smoothed
-
     col = colors(order)
     fig, axes = new_figure(width=6.4, height=4.0)
     ax = axes[0][0]

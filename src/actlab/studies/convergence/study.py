@@ -21,9 +21,9 @@ fixed a priori as TARGET_FACTOR x GELU's median final smoothed training loss (a 
 over SMOOTH steps of the per-step training loss, which is measured on batches never seen
 before, so it estimates the population loss at every step, not only at evaluations).
 
-Both stages are `run_grid` calls of `convergence_runs.train_job`; the second depends on the
-first's stored results, and evidence and figures (`figures.py`) come only from what
-the store returned.
+Both stages are `run_grid` calls of `runs.train_job`; the second depends on the first's
+stored results, and evidence (through actlab.analysis.ranking) and figures (`figures.py`) come
+only from what the store returned.
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ import statistics
 from pathlib import Path
 
 from actlab.article.claims import CLAIMS
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.analysis.ranking import (
+    SMOOTH, by_seed, paired_comparison, holm, rank, seed_spread, smoothed, spread_note, steps_to, summarize,
 )
-from actlab.studies.convergence.runs import (
-    SMOOTH, by_seed, compare, holm, loss_of, rank, seed_spread, smoothed, spread_note, steps_to,
-    summarize, train_job,
-)
+from actlab.article.references import SHAZEER_2020_TABLE1 as SHAZEER_2020
+from actlab.studies import common
+from actlab.studies.convergence.runs import train_job
 from actlab.engine.sweep import run_grid
 
 STUDY = "convergence"
-TUNE_SEED = 1000  # never an evaluation seed
 COMPARATORS = ("relu", "gelu", "silu")  # "modern activations" in the article's sense
 ALPHA = 0.05
 MIN_PAIRS = 3  # fewer finite paired seeds cannot separate two activations
@@ -51,12 +51,6 @@ MIN_PAIRS = 3  # fewer finite paired seeds cannot separate two activations
 # and below the GLU-variant gains (2%). A difference whose CI stays under it is no lag.
 MARGIN = 0.01
 TARGET_FACTOR = 1.05
-
-# Shazeer 2020, Table 1: log-perplexity after 65,536 steps (std about 0.005). Swish = silu.
-SHAZEER_2020 = {
-    "relu": 1.997, "gelu": 1.983, "silu": 1.994, "glu": 1.982, "bilinear": 1.960,
-    "geglu": 1.942, "swiglu": 1.944, "reglu": 1.953,
-}
 
 # Written before any run of this study and never adjusted after (see `decide`).
 RULE = (
@@ -112,17 +106,7 @@ PRESETS = {
 def pick_lrs(sweep: list[dict]) -> dict:
     """Best rate per activation from the tuning runs: lowest final loss, ties to the smaller
     rate, a diverged run counts as +inf. Also the whole curve and whether the best is an edge."""
-    by_act: dict[str, list] = {}
-    for r in sweep:
-        by_act.setdefault(r["params"]["act"], []).append((r["params"]["lr"], loss_of(r)))
-    out = {}
-    for act, pts in by_act.items():
-        pts.sort()
-        best = min(pts, key=lambda p: (p[1], p[0]))[0]
-        lrs = [p[0] for p in pts]
-        out[act] = {"lr": best, "at_edge": len(lrs) > 1 and best in (lrs[0], lrs[-1]),
-                    "lrs": lrs, "val_loss": [p[1] for p in pts]}
-    return out
+    return common.pick_lrs(sweep, lambda p: p["act"], loss_key="final_val_loss")
 
 
 def outcome(c: dict) -> str:
@@ -178,7 +162,7 @@ def start_with_gelu(summary: dict, ranking: list[str]) -> dict:
           "of_plain": len(plain)}
     if ranking[0] == "gelu":
         return {**ev, "verdict": SUPPORTED, "reason": "GELU ranks first"}
-    c = compare(summary, "gelu", ranking[0])
+    c = paired_comparison(summary, "gelu", ranking[0])
     ev["gelu_minus_best"] = c
     if c["n"] < MIN_PAIRS:
         return {**ev, "verdict": INCONCLUSIVE, "reason": f"{c['n']} finite pairs"}
@@ -219,7 +203,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
 
     check_preset(preset)
     p, out = PRESETS[preset], Path(out_dir)
-    tune_jobs = [_job(p, a, lr, TUNE_SEED, "tune") for a in p["acts"] for lr in p["lrs"]]
+    tune_jobs = [_job(p, a, lr, common.TUNE_SEED, "tune") for a in p["acts"] for lr in p["lrs"]]
     lrs = pick_lrs(run_grid(STUDY, tune_jobs, train_job, out, progress=progress))
     eval_jobs = [_job(p, a, lrs[a]["lr"], s, "eval") for a in p["acts"] for s in p["seeds"]]
     runs = by_seed(run_grid(STUDY, eval_jobs, train_job, out, progress=progress))
@@ -227,7 +211,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     summary = summarize(runs, p["seeds"])
     ranking = rank(summary)
     present = [c for c in COMPARATORS if c in summary]
-    comparisons = {c: compare(summary, "sigmoid", c) for c in present} if "sigmoid" in summary else {}
+    comparisons = {c: paired_comparison(summary, "sigmoid", c) for c in present} if "sigmoid" in summary else {}
     for c, adj in zip(comparisons, holm([v["p"] for v in comparisons.values()])):
         comparisons[c]["p_holm"] = adj
         comparisons[c]["outcome"] = outcome(comparisons[c])
@@ -244,7 +228,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
         "ranking": ranking, "per_act": summary, "sigmoid_vs": comparisons, "lr_tuning": lrs,
         "target_loss": target, "target_rule": f"{TARGET_FACTOR} x GELU's median final "
         f"{SMOOTH}-step trailing mean training loss", "spearman_vs_shazeer2020": spear,
-        "start_with_gelu": gelu, "seeds": list(p["seeds"]), "tune_seed": TUNE_SEED,
+        "start_with_gelu": gelu, "seeds": list(p["seeds"]), "tune_seed": common.TUNE_SEED,
         "config": {**p["model"], **p["train"]},
     }
     return Verdict(

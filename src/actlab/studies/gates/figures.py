@@ -1,7 +1,7 @@
-"""Figures and words of study C5 (gates), drawn only from what run_grid stored and the
-evidence built from it: final loss per variant by family, paired differences against the
-tolerance, loss curves with 95% CI bands, the attention-row sums of sigmoid attention with and
-without bias, and the verdict's summary line and caveats.
+"""Figures of study C5 (gates), drawn only from what run_grid stored and the evidence built
+from it: final loss per variant by family, paired differences against the tolerance, loss
+curves with 95% CI bands, and the attention-row sums of sigmoid attention with and without
+bias. `families` is {family: (title, variants)}, the study's FAMILIES.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from actlab.analysis.figures import new_figure, save
+from actlab.analysis.numbers import num
 from actlab.analysis.stats import mean_band
 
 COLORS = {
@@ -28,22 +29,16 @@ def _label(ev: dict, variant: str, family: str) -> str:
     return ev["variants"][variant]["label"]
 
 
-def _num(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
-
-
-def final_loss(ev: dict, path: Path) -> str:
-    from actlab.studies.gates.study import FAMILIES
-
-    fig, axes = new_figure(ncols=len(FAMILIES), width=4.4, height=3.0)
-    for ax, (family, (title, variants)) in zip(axes[0], FAMILIES.items()):
+def final_loss(ev: dict, families: dict, path: Path) -> str:
+    fig, axes = new_figure(ncols=len(families), width=4.4, height=3.0)
+    for ax, (family, (title, variants)) in zip(axes[0], families.items()):
         # the reference the rule uses in this family (param-matched for the output gate)
         ref = ev["variants"]["gelu_wide" if family == "output_gate" else "gelu"]["final_loss"]
-        ax.axvspan(_num(ref["mean"]), _num(ref["mean"]) + ev["tolerance"], color="0.85")
+        ax.axvspan(num(ref["mean"]), num(ref["mean"]) + ev["tolerance"], color="0.85")
         for y, v in enumerate(variants):
             fl = ev["variants"][v]["final_loss"]
-            m = _num(fl["mean"])
-            lo, hi = _num(fl["lo"]), _num(fl["hi"])
+            m = num(fl["mean"])
+            lo, hi = num(fl["lo"]), num(fl["hi"])
             err = [[m - lo], [hi - m]] if math.isfinite(lo) else None
             ax.errorbar([m], [y], xerr=err, fmt="o", color=COLORS[v], capsize=3)
             n_div = ev["variants"][v]["diverged"]
@@ -69,7 +64,7 @@ def paired_differences(ev: dict, path: Path) -> str:
     ax.axvline(ev["tolerance"], color="tab:red", ls="--", lw=0.8, label="tolerance")
     for y, name in enumerate(names):
         c = comps[name]
-        d, lo, hi = _num(c["diff"]), _num(c["lo"]), _num(c["hi"])
+        d, lo, hi = num(c["diff"]), num(c["lo"]), num(c["hi"])
         color = "tab:blue" if c["in_rule"] else "0.55"
         err = [[d - lo], [hi - d]] if math.isfinite(lo) else None
         ax.errorbar([d], [y], xerr=err, fmt="o", color=color, capsize=3)
@@ -83,13 +78,9 @@ def paired_differences(ev: dict, path: Path) -> str:
     return save(fig, path)
 
 
-
-
-def loss_curves(results: list[dict], ev: dict, path: Path) -> str:
-    from actlab.studies.gates.study import FAMILIES
-
-    fig, axes = new_figure(ncols=len(FAMILIES), width=3.8, height=3.0)
-    for ax, (family, (title, variants)) in zip(axes[0], FAMILIES.items()):
+def loss_curves(results: list[dict], ev: dict, families: dict, path: Path) -> str:
+    fig, axes = new_figure(ncols=len(families), width=3.8, height=3.0)
+    for ax, (family, (title, variants)) in zip(axes[0], families.items()):
         for v in variants:
             curves = {}
             for r in results:
@@ -130,56 +121,13 @@ def attention_row_sums(ev: dict, path: Path) -> str:
     return save(fig, path)
 
 
-def _fmt(c: dict) -> str:
-    return f"{_num(c['diff']):+.3f} [{_num(c['lo']):+.3f}, {_num(c['hi']):+.3f}]"
-
-
-def summary_line(ev: dict) -> str:
-    """One line for the verdict table: the rule's four roles and the no-bias ablation."""
-    c = ev["comparisons"]
-    parts = [("GLU-GELU", "glu_vs_gelu"), ("σ out-gate-matched", "out_gate_vs_matched"),
-             ("σ FFN-GELU", "sigmoid_ffn_vs_gelu"), ("σ attn-softmax", "sigmoid_attn_vs_softmax"),
-             ("no-bias σ attn-softmax", "sigmoid_attn_nobias_vs_softmax")]
-    text = "; ".join(f"{label} {_fmt(c[k])} ({c[k]['status']}{', helps' if c[k]['helps'] else ''})"
-                     for label, k in parts)
-    return f"final val loss diffs (nats, 95% CI): {text}"
-
-
-def caveats(ev: dict, preset_name: str) -> list[str]:
-    """What limits the verdict: learning-rate policy, parameter counts, what is not tested."""
-    v, c = ev["variants"], ev["comparisons"]
-    out = [
-        ("Learning rate per variant: best of a small grid on a held-out tuning seed."
-         if len(ev["lr_grid"]) > 1 else
-         f"One learning rate ({ev['lr_grid'][0]:g}) shared by every variant, fixed before the "
-         "runs; a variant whose best rate lies elsewhere is handicapped (the full preset tunes "
-         "per variant)."),
-        f"Output gate: {v['out_gate']['n_params']} parameters vs {v['gelu']['n_params']} for the "
-        f"plain softmax model; the rule compares it with the param-matched 4.5x MLP model "
-        f"({v['gelu_wide']['n_params']}). Unmatched: {_fmt(c['out_gate_vs_softmax'])}.",
-        "GLU vs the other gates is reported, not judged: SwiGLU's gate is itself x·σ(x), so "
-        f"sigmoid sits inside the modern default too (GLU-SwiGLU {_fmt(c['glu_vs_swiglu'])}).",
-        "Not tested: sigmoid expert routing (DeepSeek-V3); LSTMs.",
-        "One corpus (Shakespeare, characters) and small models; orderings can change with scale.",
-    ]
-    for name, var in v.items():
-        if var["diverged"] or var["errors"]:
-            out.append(f"{name}: {var['diverged']} diverged, {var['errors']} failed run(s) of "
-                       f"{var['seeds']} (left out of the paired tests; a divergence counts as a "
-                       "failure of the role).")
-    if preset_name != "full":
-        out.append(f"Preset {preset_name!r}: tiny models and short runs, so the final loss also "
-                   "measures early training speed; the full preset is the one to quote.")
-    return out
-
-
-def draw_all(results: list[dict], ev: dict, out_dir) -> list[str]:
+def draw_all(results: list[dict], ev: dict, out_dir, families: dict) -> list[str]:
     """Write every figure under out_dir/figures; return paths relative to out_dir."""
     fig_dir = Path(out_dir) / "figures"
     made = [
-        final_loss(ev, fig_dir / "final_loss.png"),
+        final_loss(ev, families, fig_dir / "final_loss.png"),
         paired_differences(ev, fig_dir / "paired_differences.png"),
-        loss_curves(results, ev, fig_dir / "loss_curves.png"),
+        loss_curves(results, ev, families, fig_dir / "loss_curves.png"),
         attention_row_sums(ev, fig_dir / "attention_row_sums.png"),
     ]
     return [str(Path(p).relative_to(out_dir)) for p in made]

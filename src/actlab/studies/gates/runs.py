@@ -5,11 +5,12 @@ Module level so that run_grid can hand `train_variant` to worker processes.
 
 from __future__ import annotations
 
-import functools
 import time
 
 import numpy as np
 import torch
+
+from actlab.studies.common import gpt_data
 
 
 def measure_attention(model, x: torch.Tensor) -> dict:
@@ -76,13 +77,6 @@ class _AttentionProbe:
             self.final = measure_attention(model, self.x)
 
 
-@functools.lru_cache(maxsize=2)
-def _data(block_size: int):
-    from actlab.data import prepare
-
-    return prepare(None, "char", block_size)
-
-
 def train_variant(params: dict) -> dict:
     """Train one (variant, lr, seed) GPT on the bundled corpus; return losses, the parameter
     count and, for sigmoid attention and the output gate, the attention probe. JSON-able."""
@@ -99,7 +93,7 @@ def train_variant(params: dict) -> dict:
                       batch_size=size["batch_size"], lr=params["lr"],
                       warmup_steps=size["warmup_steps"], eval_every=size["eval_every"],
                       eval_batches=size["eval_batches"])
-    data = _data(size["block_size"])
+    data = gpt_data(size["block_size"])
     x, _ = eval_batches(data.val_ids, size["block_size"], size["batch_size"], 1)[0]
     probe = _AttentionProbe(x, size["steps"] - 1)
     run = train(cfg, data=data, callbacks=(probe,), progress=False)

@@ -39,16 +39,16 @@ import time
 
 import numpy as np
 
+from actlab.analysis.numbers import num
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci, paired_test
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
-)
+from actlab.studies import common
+from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.gates.runs import train_variant
 from actlab.engine.sweep import run_grid
 
 STUDY = "gates"
-TUNE_SEED = 1000  # never an evaluation seed
 
 # Tolerance on the final validation loss, in nats per character (about 2% in perplexity).
 # Shazeer 2020 (Table 1) measured FFN variants spread over 0.055 nats (GEGLU's gain over GELU
@@ -143,19 +143,14 @@ def _job(preset: dict, variant: str, lr: float, seed: int, stage: str) -> dict:
 def tune_jobs(preset: dict) -> list[dict]:
     if len(preset["lrs"]) < 2:
         return []
-    return [_job(preset, v, lr, TUNE_SEED, "tune") for v in VARIANTS for lr in preset["lrs"]]
+    return [_job(preset, v, lr, common.TUNE_SEED, "tune") for v in VARIANTS for lr in preset["lrs"]]
 
 
 def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
     """{variant: lr}: the lowest final loss on the tuning seed (diverged or failed = +inf;
     ties go to the smaller rate); a one-point grid is every variant's rate."""
-    grid = preset["lrs"]
-    chosen = {}
-    for v in VARIANTS:
-        loss = {r["params"]["lr"]: _finite(r.get("final_loss")) for r in tuned
-                if r["params"]["variant"] == v}
-        chosen[v] = min(grid, key=lambda lr: (loss.get(lr, math.inf), lr))
-    return chosen
+    best = common.pick_lrs(tuned, lambda p: p["variant"], {v: preset["lrs"] for v in VARIANTS})
+    return {v: best[v]["lr"] for v in VARIANTS}
 
 
 def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
@@ -163,14 +158,6 @@ def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
 
 
 # -- evidence and the decision ---------------------------------------------------------------
-
-def _finite(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.inf
-
-
-def _num(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
-
 
 def by_variant(results: list[dict]) -> dict[str, dict[int, dict]]:
     """{variant: {seed: stored result}} of the evaluation runs."""
@@ -193,7 +180,7 @@ def variant_evidence(runs: dict[int, dict]) -> dict:
     """Final loss with CI, outcomes, parameter count and probe summaries of one variant."""
     done = [r for r in runs.values() if r.get("outcome") == "completed"]
     ev = {
-        "final_loss": mean_ci([_num(r["final_loss"]) for r in done]),
+        "final_loss": mean_ci([num(r["final_loss"]) for r in done]),
         "seeds": len(runs), "diverged": sum(r.get("outcome") == "diverged" for r in runs.values()),
         "errors": sum(r.get("outcome") == "error" for r in runs.values()),
         "n_params": next((r["n_params"] for r in runs.values() if r.get("n_params")), None),
@@ -216,14 +203,14 @@ def variant_evidence(runs: dict[int, dict]) -> dict:
     return ev
 
 
-def compare(runs: dict, variant: str, reference: str) -> dict:
+def compare_variants(runs: dict, variant: str, reference: str) -> dict:
     """Paired test of final loss, variant - reference, over seeds where both completed; counts
     the seeds where the variant diverged while the reference completed."""
     a, b = runs[variant], runs[reference]
     seeds = sorted(set(a) & set(b))
 
     def ok(r: dict) -> bool:
-        return r.get("outcome") == "completed" and math.isfinite(_num(r.get("final_loss")))
+        return r.get("outcome") == "completed" and math.isfinite(num(r.get("final_loss")))
 
     both = [s for s in seeds if ok(a[s]) and ok(b[s])]
     test = paired_test([a[s]["final_loss"] for s in both], [b[s]["final_loss"] for s in both])
@@ -238,7 +225,7 @@ def classify(comp: dict, tol: float = TOL) -> str:
     """WORKS / FAILS / UNCLEAR for one comparison, as RULE says (NaN bounds: UNCLEAR)."""
     if comp.get("diverged_only", 0) > 0:
         return FAILS
-    lo, hi = _num(comp.get("lo")), _num(comp.get("hi"))
+    lo, hi = num(comp.get("lo")), num(comp.get("hi"))
     if hi < tol:
         return WORKS
     if lo > 0:
@@ -287,17 +274,17 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
     runs = by_variant(results)
     comparisons = {}
     for name, (variant, reference, role) in COMPARISONS.items():
-        comp = {**compare(runs, variant, reference), "role": role,
+        comp = {**compare_variants(runs, variant, reference), "role": role,
                 "in_rule": name in GATE_ROLES + OTHER_ROLES}
         comp["status"] = classify(comp)
-        comp["helps"] = _num(comp["hi"]) < 0
+        comp["helps"] = num(comp["hi"]) < 0
         comparisons[name] = comp
     verdict, statuses = apply_rule(comparisons)
-    cpu = [_num(r.get("cpu_seconds")) for r in results]
+    cpu = [num(r.get("cpu_seconds")) for r in results]
     return {
         "verdict": verdict, "statuses": statuses, "tolerance": TOL,
         "metric": "final validation loss, nats per character (bundled corpus, char tokenizer)",
-        "seeds": list(preset["seeds"]), "tune_seed": TUNE_SEED if len(preset["lrs"]) > 1 else None,
+        "seeds": list(preset["seeds"]), "tune_seed": common.TUNE_SEED if len(preset["lrs"]) > 1 else None,
         "lr_grid": list(preset["lrs"]), "lrs": lrs, "size": preset["size"],
         "variants": {v: {"family": VARIANTS[v][0], "label": VARIANTS[v][1], "act": VARIANTS[v][2],
                          "attention": VARIANTS[v][3], "mlp_ratio": VARIANTS[v][4],
@@ -307,10 +294,55 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
     }
 
 
+# -- the verdict's words, from the evidence ----------------------------------------------------
+
+def _fmt(c: dict) -> str:
+    return f"{num(c['diff']):+.3f} [{num(c['lo']):+.3f}, {num(c['hi']):+.3f}]"
+
+
+def summary_line(ev: dict) -> str:
+    """One line for the verdict table: the rule's four roles and the no-bias ablation."""
+    c = ev["comparisons"]
+    parts = [("GLU-GELU", "glu_vs_gelu"), ("σ out-gate-matched", "out_gate_vs_matched"),
+             ("σ FFN-GELU", "sigmoid_ffn_vs_gelu"), ("σ attn-softmax", "sigmoid_attn_vs_softmax"),
+             ("no-bias σ attn-softmax", "sigmoid_attn_nobias_vs_softmax")]
+    text = "; ".join(f"{label} {_fmt(c[k])} ({c[k]['status']}{', helps' if c[k]['helps'] else ''})"
+                     for label, k in parts)
+    return f"final val loss diffs (nats, 95% CI): {text}"
+
+
+def caveats(ev: dict, preset_name: str) -> list[str]:
+    """What limits the verdict: learning-rate policy, parameter counts, what is not tested."""
+    v, c = ev["variants"], ev["comparisons"]
+    out = [
+        ("Learning rate per variant: best of a small grid on a held-out tuning seed."
+         if len(ev["lr_grid"]) > 1 else
+         f"One learning rate ({ev['lr_grid'][0]:g}) shared by every variant, fixed before the "
+         "runs; a variant whose best rate lies elsewhere is handicapped (the full preset tunes "
+         "per variant)."),
+        f"Output gate: {v['out_gate']['n_params']} parameters vs {v['gelu']['n_params']} for the "
+        f"plain softmax model; the rule compares it with the param-matched 4.5x MLP model "
+        f"({v['gelu_wide']['n_params']}). Unmatched: {_fmt(c['out_gate_vs_softmax'])}.",
+        "GLU vs the other gates is reported, not judged: SwiGLU's gate is itself x·σ(x), so "
+        f"sigmoid sits inside the modern default too (GLU-SwiGLU {_fmt(c['glu_vs_swiglu'])}).",
+        "Not tested: sigmoid expert routing (DeepSeek-V3); LSTMs.",
+        "One corpus (Shakespeare, characters) and small models; orderings can change with scale.",
+    ]
+    for name, var in v.items():
+        if var["diverged"] or var["errors"]:
+            out.append(f"{name}: {var['diverged']} diverged, {var['errors']} failed run(s) of "
+                       f"{var['seeds']} (left out of the paired tests; a divergence counts as a "
+                       "failure of the role).")
+    if preset_name != "full":
+        out.append(f"Preset {preset_name!r}: tiny models and short runs, so the final loss also "
+                   "measures early training speed; the full preset is the one to quote.")
+    return out
+
+
 @register_study(STUDY, "C5")
 def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = True) -> Verdict:
     """C5: is sigmoid usable only as a gate (FFN, attention output), and does it help there?"""
-    from actlab.studies.gates.figures import caveats, draw_all, summary_line
+    from actlab.studies.gates.figures import draw_all
 
     t0 = time.perf_counter()
     cfg = PRESETS[check_preset(preset)]
@@ -318,7 +350,7 @@ def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = 
     lrs = pick_lrs(cfg, tuned)
     results = run_grid(STUDY, eval_jobs(cfg, lrs), train_variant, out_dir, progress=progress)
     ev = evidence_from(results, cfg, lrs)
-    figures = draw_all(results, ev, out_dir)
+    figures = draw_all(results, ev, out_dir, FAMILIES)
     return Verdict(claim="C5", quote=CLAIMS["C5"].quote, rule=RULE, verdict=ev["verdict"],
                    evidence=ev, figures=figures, preset=preset, study=STUDY,
                    summary=summary_line(ev), caveats=caveats(ev, preset),

@@ -63,9 +63,10 @@ def sum_p(groups: list[dict], per_vocab: list[dict], path: Path) -> str:
     return save(fig, path)
 
 
-def loss_vs_vocab(per_vocab: list[dict], path: Path) -> str:
+def loss_vs_vocab(per_vocab: list[dict], gap_tol: float, path: Path) -> str:
     """Validation nats per byte vs V: softmax, renormalised sigmoid (95% CI over seeds), and
-    the unnormalised sigmoid -log p_y."""
+    the unnormalised sigmoid -log p_y; beside it the relative gap against the tolerance
+    `gap_tol` (the study's GAP_TOL)."""
     fig, axes = new_figure(ncols=2, width=5.0, height=3.6)
     ax, ax2 = axes[0]
     xs = np.asarray([v["vocab_size"] for v in per_vocab], dtype=float)
@@ -90,9 +91,7 @@ def loss_vs_vocab(per_vocab: list[dict], path: Path) -> str:
     for v in per_vocab:
         pts = [100 * x for x in v["gap_rel"]["per_seed"] if x is not None]
         ax2.plot([v["vocab_size"]] * len(pts), pts, ".", color="grey", alpha=0.7)
-    from actlab.studies.output_head.study import GAP_TOL
-
-    ax2.axhline(100 * GAP_TOL, color="tab:red", ls="--", lw=1, label=f"tolerance {GAP_TOL:.0%}")
+    ax2.axhline(100 * gap_tol, color="tab:red", ls="--", lw=1, label=f"tolerance {gap_tol:.0%}")
     ax2.axhline(0, color="grey", lw=0.8)
     ax2.set_xscale("log", base=2)
     ax2.set_xlabel("vocabulary size V")
@@ -181,12 +180,12 @@ def _vocab_colors(n: int) -> list:
     return [cmap(0.1 + 0.75 * i / max(n - 1, 1)) for i in range(n)]
 
 
-def draw_all(out: Path, groups: list[dict], per_vocab: list[dict]) -> list[str]:
+def draw_all(out: Path, groups: list[dict], per_vocab: list[dict], gap_tol: float) -> list[str]:
     """The study's four figures; returns paths relative to `out`."""
     fig_dir = out / "figures"
     paths = [
         sum_p(groups, per_vocab, fig_dir / "sum_p.png"),
-        loss_vs_vocab(per_vocab, fig_dir / "nats_per_byte.png"),
+        loss_vs_vocab(per_vocab, gap_tol, fig_dir / "nats_per_byte.png"),
         reliability(groups, fig_dir / "reliability.png"),
         training(groups, fig_dir / "training.png"),
     ]

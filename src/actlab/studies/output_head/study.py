@@ -20,9 +20,10 @@ the renormalised sigmoid head must be materially worse than softmax, or diverge,
 claim names large vocabularies, the failure should grow with V.
 
 Tolerances, fixed before any run: 2% of the loss is about the spread between FFN activations
-that practitioners act on (Shazeer 2020, Table 1: ReLU 1.997 vs SwiGLU 1.944, 2.7%); a head
-within it "works" as a scorer. A mean |Σp - 1| of 0.05 loses or invents 5% of the probability
-mass per position: above it the outputs "don't sum to 1" in a way a reader of them would see.
+that practitioners act on (Shazeer 2020, Table 1, in actlab.article.references: SwiGLU 2.7%
+below ReLU); a head within it "works" as a scorer. A mean |Σp - 1| of 0.05 loses or invents
+5% of the probability mass per position: above it the outputs "don't sum to 1" in a way a
+reader of them would see.
 Measurement and one run: `runs.py`; figures: `figures.py`; the analysis
 here and the figures read only what `run_grid` returned.
 """
@@ -31,13 +32,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
+from actlab.analysis.numbers import finite_mean, is_finite
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
-)
+from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.output_head.runs import head_job
 from actlab.engine.sweep import run_grid
 
@@ -88,26 +87,17 @@ PRESETS = {
 
 # -- analysis of stored results ----------------------------------------------------------------
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
-
-
 def _final(result: dict, *keys) -> float:
     """result["final"][k1][k2]... as a float, NaN where missing or not finite."""
     v = result.get("final") or {}
     for k in keys:
         v = v.get(k) if isinstance(v, dict) else None
-    return float(v) if _finite(v) else math.nan
+    return float(v) if is_finite(v) else math.nan
 
 
 def _npb(result: dict, key: str = "nats_per_byte") -> float:
     """Loss per byte of a completed run; NaN for a diverged or failed one."""
     return _final(result, key) if result.get("outcome") == "completed" else math.nan
-
-
-def _mean(values) -> float:
-    vals = [v for v in values if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
 
 
 def group(results: list[dict]) -> list[dict]:
@@ -135,7 +125,7 @@ def summarize(g: dict, seeds) -> dict:
         gaps.append((a - b) / b if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan)
     drift = []
     for r in runs["sigmoid"]:  # range of the tracked mean Σp over the second half of training
-        track = [h["sum_p_mean"] for h in r.get("history", []) if _finite(h.get("sum_p_mean"))]
+        track = [h["sum_p_mean"] for h in r.get("history", []) if is_finite(h.get("sum_p_mean"))]
         late = track[len(track) // 2:]
         if late:
             drift.append(max(late) - min(late))
@@ -147,13 +137,13 @@ def summarize(g: dict, seeds) -> dict:
                           "sigmoid": mean_ci([_npb(r) for r in runs["sigmoid"]]),
                           "sigmoid_raw": mean_ci([_npb(r, "raw_nats_per_byte") for r in runs["sigmoid"]])},
         "gap_rel": {**mean_ci(gaps), "per_seed": [v if math.isfinite(v) else None for v in gaps]},
-        "sum_p": {h: {k: _mean(_final(r, "sum_p", k) for r in runs[h]) for k in stats} for h in HEADS},
+        "sum_p": {h: {k: finite_mean(_final(r, "sum_p", k) for r in runs[h]) for k in stats} for h in HEADS},
         "ece": {kind: mean_ci([_final(r, "calibration", kind, "ece") for r in runs[h]]) for h, kind in kinds},
         "accuracy": {h: mean_ci([_final(r, "accuracy") for r in runs[h]]) for h in HEADS},
         "diverged": {h: sum(r.get("outcome") == "diverged" for r in runs[h]) for h in HEADS},
         "errors": sum(r.get("outcome") == "error" for h in HEADS for r in runs[h]),
         "sum_p_drift_late": mean_ci(drift),
-        "bytes_per_token": _mean(_final(r, "bytes_per_token") for h in HEADS for r in runs[h]),
+        "bytes_per_token": finite_mean(_final(r, "bytes_per_token") for h in HEADS for r in runs[h]),
     }
 
 
@@ -161,7 +151,7 @@ def slope_per_doubling(points) -> dict:
     """Least-squares slope of y on log2 V over (V, y) points, with its 95% t-CI (n - 2 df)."""
     from scipy import stats as sps
 
-    pts = [(math.log2(v), y) for v, y in points if v and _finite(y)]
+    pts = [(math.log2(v), y) for v, y in points if v and is_finite(y)]
     if len(pts) < 3 or len({x for x, _ in pts}) < 2:
         return {"slope": math.nan, "lo": math.nan, "hi": math.nan, "n": len(pts)}
     fit = sps.linregress([x for x, _ in pts], [y for _, y in pts])
@@ -188,21 +178,21 @@ def decide(ev: dict) -> tuple[str, str]:
     """
     g, s, off, div = ev["gap"], ev["slope"], ev["off"], ev["diverged"]
     diverges = div["sigmoid"] > div["softmax"]
-    resolved = g["n"] >= 2 and _finite(g["lo"]) and _finite(g["hi"])
+    resolved = g["n"] >= 2 and is_finite(g["lo"]) and is_finite(g["hi"])
     worse = resolved and g["mean"] > GAP_TOL and g["lo"] > 0
     if worse or diverges:
         why = (f"sigmoid renormalised {g['mean']:+.1%} worse" if worse else "") + \
               (" and " if worse and diverges else "") + \
               (f"{div['sigmoid']} sigmoid vs {div['softmax']} softmax runs diverged" if diverges else "")
-        grows = _finite(s["lo"]) and s["lo"] > 0
-        if grows and _finite(off) and off > SUM_TOL:
+        grows = is_finite(s["lo"]) and s["lo"] > 0
+        if grows and is_finite(off) and off > SUM_TOL:
             return SUPPORTED, f"{why}; the gap grows with V; mean |sum_p - 1| = {off:.3f}"
         reason = "the gap does not grow with V" if not grows else f"mean |sum_p - 1| = {off:.3f} stays near 1"
         return CAVEAT, f"{why}, but {reason}"
     if not resolved:
         return INCONCLUSIVE, f"{g['n']} finite seed pairs at the largest vocabulary"
     if g["hi"] < GAP_TOL:
-        if _finite(off) and off > SUM_TOL:
+        if is_finite(off) and off > SUM_TOL:
             return CAVEAT, (f"renormalised, sigmoid is within {GAP_TOL:.0%} of softmax (gap CI "
                             f"upper {g['hi']:+.1%}), but its outputs are no distribution: mean "
                             f"|sum_p - 1| = {off:.3f}")
@@ -238,7 +228,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
           "off": top["sum_p"]["sigmoid"]["mean_abs_dev"],
           "diverged": {h: sum(v["diverged"][h] for v in per_vocab) for h in HEADS}}
     verdict, reason = decide(ev)
-    figures = figs.draw_all(out, groups, per_vocab)
+    figures = figs.draw_all(out, groups, per_vocab, GAP_TOL)
     evidence = {
         "decision": {**ev, "reason": reason, "largest_vocab": top["label"]},
         "per_vocab": per_vocab,

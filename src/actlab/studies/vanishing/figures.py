@@ -1,7 +1,7 @@
-"""What the C1 study shows, from the results `run_grid` stored only: the caveat lines, and
-figures of the gradient profiles (log scale, per layer) at init and after K steps, first/last
-ratio vs depth, saturation over training, the GPT's branch / residual gradient ratio,
-activation histograms and loss curves. Curves are means over seeds (geometric for norms).
+"""Figures of study C1 (vanishing), from the results `run_grid` stored only: the gradient
+profiles (log scale, per layer) at init and after K steps, first/last ratio vs depth,
+saturation over training, the GPT's branch / residual gradient ratio, activation histograms
+and loss curves. Curves are means over seeds (geometric for norms).
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from actlab.analysis.figures import new_figure, save
+from actlab.analysis.numbers import num
 from actlab.analysis.stats import mean_ci
+from actlab.studies.vanishing.evidence import reference, run_measure
 
 COLORS = {"sigmoid": "tab:red", "sigmoid_centered": "tab:orange", "tanh": "tab:purple",
           "relu": "tab:blue", "gelu": "tab:green", "silu": "tab:cyan"}
 TITLES = {"mlp": "plain MLP (no residual, no norm)", "gpt": "pre-LN GPT (residual)"}
 
 
-def _f(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
-
-
 def _ref(results: list[dict], model: str, preset: dict) -> list[dict]:
-    from actlab.studies.vanishing.study import reference
-
     return [r for r in reference(results, model, preset) if r.get("outcome") == "completed"]
 
 
@@ -37,7 +33,7 @@ def _acts(runs: list[dict]) -> list[str]:
 
 def _geo_mean(rows: list[list[float]]) -> np.ndarray:
     """Per-layer geometric mean over runs (NaN and non-positive values skipped)."""
-    arr = np.array([[_f(v) for v in row] for row in rows], dtype=float)
+    arr = np.array([[num(v) for v in row] for row in rows], dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a layer with no positive norm: NaN
         logs = np.where(arr > 0, np.log10(arr), np.nan)
@@ -75,8 +71,6 @@ def grad_profiles(results, preset, model, path) -> str:
 
 
 def ratio_vs_depth(results, preset, path) -> str:
-    from actlab.studies.vanishing.study import run_measure
-
     fig, axes = new_figure(2, 1, width=4.4)
     for ax, model in zip(axes[0], ("mlp", "gpt")):
         runs = _ref(results, model, preset)
@@ -117,7 +111,7 @@ def _over_steps(runs, act, steps_key, key, reduce) -> tuple[list, np.ndarray]:
 
 
 def _mean(row) -> float:
-    vals = [_f(v) for v in row or []]
+    vals = [num(v) for v in row or []]
     return float(np.nanmean(vals)) if vals and not all(math.isnan(v) for v in vals) else math.nan
 
 
@@ -193,7 +187,7 @@ def losses(results, preset, path) -> str:
     for ax, model in zip(axes[0], ("mlp", "gpt")):
         runs = _deepest(_ref(results, model, preset))
         for act in _acts(runs):
-            curves = [[_f(h["train_loss"]) for h in r["history"]] for r in runs
+            curves = [[num(h["train_loss"]) for h in r["history"]] for r in runs
                       if r["params"]["act"] == act]
             n = min(len(c) for c in curves)
             ax.plot(range(n), np.nanmean([c[:n] for c in curves], axis=0), color=COLORS.get(act),
@@ -220,55 +214,3 @@ def draw(results: list[dict], preset: dict, out_dir) -> list[str]:
         losses(results, preset, fig_dir / "loss.png"),
     ]
     return [str(Path(p).relative_to(out_dir)) for p in made]
-
-
-def fmt(ci: dict) -> str:
-    m, lo, hi = (_f(ci.get(k, ci.get("mean"))) for k in ("diff", "lo", "hi"))
-    return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-
-
-def caveats_for(ev: dict, preset: dict) -> list[str]:
-    """The verdict's caveat lines, written from the evidence (stored numbers only)."""
-    from actlab.studies.vanishing.study import MODELS, NORM_FLOOR
-
-    out = [
-        "Inits: plain MLP uses Xavier (Glorot & Bengio 2010) for sigmoid, sigmoid_centered, tanh "
-        "and Kaiming (He et al. 2015) for relu, gelu, silu; Xavier has no gain for sigmoid's "
-        "slope 1/4, so part of the MLP's decay is the init's (the full preset also runs the "
-        "other init). The GPT uses GPT-2's N(0, 0.02) init for every activation.",
-        f"Budget: K = {preset['mlp']['steps']} (MLP) and {preset['gpt']['steps']} (GPT) steps, "
-        f"{len(preset['seeds'])} seeds; a longer run could change the after-K numbers.",
-    ]
-    for m in MODELS:
-        bad = {a: n for a, n in ev[m]["not_completed"].items() if n}
-        if bad:
-            out.append(f"{m}: runs that did not complete (left out): {bad}")
-        floored = {a: n for a, n in ev[m]["floored_norms"].items() if n}
-        if floored:
-            out.append(f"{m}: weight-gradient norms below {NORM_FLOOR:g} (counted as {NORM_FLOOR:g}) "
-                       f"at the largest depth: {floored}. A layer whose input is exactly 0 has a zero "
-                       "weight gradient whatever flows back; sigmoid_centered computed as σ(x) - ½ in "
-                       "float32 rounds to exactly 0 for |x| below about 1e-8. The pre-activation ratio "
-                       "(pre_act_* in the evidence) does not depend on the input.")
-    for m in MODELS:
-        c, pc = ev[m]["centering"], ev[m]["pre_act_centering_final"]
-        out.append(f"{m}: centring alone (sigmoid_centered - sigmoid, decades): weight gradients "
-                   f"{fmt(c)}, pre-activation gradients at step K {fmt(pc)}; a CI around 0 means "
-                   "the decay is the slope's, not the mean's.")
-    own = {m: ev[m]["log_ratio"].get("sigmoid", {}) for m in MODELS}
-    out.append(f"Sigmoid's own log10 first/last ratio at the largest depth (0 = no decay at all): "
-               f"MLP {fmt(own['mlp'])}, GPT {fmt(own['gpt'])}; the rule compares it with the "
-               "ReLU family's, whose ratio need not be 0 either.")
-    for m in MODELS:
-        level = {a: _f(c.get("mean")) for a, c in ev[m]["log10_grad_final"].items()}
-        fam = [level[a] for a in ("relu", "gelu", "silu") if a in level]
-        if "sigmoid" in level and fam:
-            out.append(f"{m}: at step K the mean over layers of log10 ||∇W||, sigmoid minus the ReLU "
-                       f"family, is {level['sigmoid'] - float(np.mean(fam)):+.2f} decades: an overall "
-                       "level, where the first/last ratio measures only the slope across depth.")
-    sat = {m: ev[m]["saturated_final"].get("sigmoid", {}).get("mean") for m in MODELS}
-    out.append(f"Saturated = |f'(x)| < 0.01, so ReLU's zero side counts. Sigmoid's saturated "
-               f"fraction at step K, mean over layers: MLP {_f(sat['mlp']):.3f}, GPT "
-               f"{_f(sat['gpt']):.3f}: where it is near 0, any decay comes from σ' ≤ 1/4 at "
-               "every unit, not from saturation.")
-    return out

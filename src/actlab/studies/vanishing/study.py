@@ -25,36 +25,30 @@ gradient ratio, activation histograms and losses.
 sigmoid_centered (σ - ½) has exactly sigmoid's slope, so the same decay is expected from
 saturation alone; comparing the two separates the slope from the centring (that is C2's topic).
 
-Figures live in `figures.py`; both read only what `run_grid` returned.
+One run is `runs.run_one`; the measure, the evidence and the caveats are in `evidence.py`,
+the figures in `figures.py`; all of them read only what `run_grid` returned.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import math
-
-import numpy as np
-
 from actlab.article.claims import CLAIMS
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.nn.mlp import default_init
-from actlab.analysis.stats import mean_ci, paired_test
-from actlab.studies.base import (
-    CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Verdict, check_preset, register_study,
+from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.studies.vanishing.evidence import (
+    ACTS, MARGIN, MODELS, NORM_FLOOR, caveats_for, family_gap, fmt, log_ratios, model_evidence,
+    reference, run_measure, status, variant,
 )
+from actlab.studies.vanishing.runs import run_one
 from actlab.engine.sweep import run_grid
 
+# The study's face: its rule and decision, and the measures they rest on (from evidence.py).
+__all__ = [
+    "ACTS", "MARGIN", "MODELS", "NORM_FLOOR", "PRESETS", "RULE", "STUDY", "decide", "family_gap",
+    "jobs_for", "log_ratios", "model_evidence", "run", "run_measure", "status",
+]
+
 STUDY = "vanishing"
-ACTS = ("sigmoid", "sigmoid_centered", "tanh", "relu", "gelu", "silu")
-RELU_FAMILY = ("relu", "gelu", "silu")
-MODELS = ("mlp", "gpt")
-# One order of magnitude: below that, a difference in gradient decay between two activations
-# is the kind Adam's per-parameter scaling or a learning rate re-tune absorbs routinely, and
-# not what "gradients vanish, stalling learning" means.
-MARGIN = 1.0  # decades (log10 units)
-# A norm that underflowed to exactly 0 has vanished completely; it counts as this value so
-# the run stays in the statistics instead of becoming -inf (the caveats report how many).
-NORM_FLOOR = 1e-30
 
 # Written before any run of this study and never adjusted after (see `decide`).
 RULE = (
@@ -98,107 +92,6 @@ PRESETS = {
 }
 
 
-# -- one run (module level: run_grid may hand it to worker processes) -----------------------
-
-class _Probes:
-    """Gradient-norm and activation probes as one trainer callback. They bind to the model in
-    `before_train` (actlab.training.loop calls it before the first forward pass, so step 0 is seen),
-    or else at the first callback."""
-
-    def __init__(self, layers_of, every: int):
-        self.layers_of, self.every = layers_of, every
-        self.stack = contextlib.ExitStack()
-        self.grad = self.acts = None
-
-    def bind(self, model) -> None:
-        from actlab.probes import ActivationProbe, GradNormProbe
-
-        layers = self.layers_of(model)
-        self.names = [layer.name for layer in layers]
-        self.weight = next(iter(layers[0].weights))  # the Linear feeding the activation
-        self.grad = self.stack.enter_context(GradNormProbe(layers, every=self.every))
-        self.acts = self.stack.enter_context(ActivationProbe(layers, every=self.every))
-
-    def before_train(self, model) -> None:
-        self.bind(model)
-
-    def after_backward(self, step: int, model) -> None:
-        if self.grad is None:
-            self.bind(model)
-        self.grad.after_backward(step, model)
-        self.acts.after_backward(step, model)
-
-    def after_step(self, step: int, model) -> None:
-        self.grad.after_step(step, model)
-        self.acts.after_step(step, model)
-
-    def result(self) -> dict:
-        g, a = self.grad.records, self.acts.records
-        pooled = self.acts.summary()["layers"]
-        first, last = self.names[0], self.names[-1]
-        out = {
-            "layers": self.names,
-            "grad_steps": [r["step"] for r in g],
-            "w_grad": [[r[n][self.weight] for n in self.names] for r in g],
-            "pre_act": [[r[n]["pre_act"] for n in self.names] for r in g],
-            "sat_steps": [r["step"] for r in a],
-            "saturated": [[r[n]["saturated"] for n in self.names if n in r] for r in a],
-            "hist_edges": self.acts.edges,
-            "hist": {"first": pooled.get(first, {}).get("hist"),
-                     "last": pooled.get(last, {}).get("hist")},
-        }
-        if g and "branch_ratio" in g[0][first]:
-            out["branch_ratio"] = [[r[n]["branch_ratio"] for n in self.names] for r in g]
-        return out
-
-
-@functools.lru_cache(maxsize=2)
-def _gpt_data(block_size: int):
-    from actlab.data import prepare
-
-    return prepare(None, "char", block_size)
-
-
-def _run_mlp(p: dict, probes: _Probes) -> dict:
-    from actlab.data.chartask import char_task
-    from actlab.nn.mlp import DeepMLP
-    from actlab.training.mlp_loop import train_mlp
-
-    task = char_task()
-    model = DeepMLP(task.n_in, p["width"], p["depth"], task.vocab_size, p["act"], init=p["init"],
-                    seed=p["seed"])
-    probes.bind(model)
-    out = train_mlp(model, task, p["steps"] + 1, optimizer="sgd", lr=p["lr"],
-                    batch_size=p["batch_size"], seed=p["seed"], callbacks=(probes,))
-    return {k: out[k] for k in ("outcome", "train_loss", "val_loss", "history")}
-
-
-def _run_gpt(p: dict, probes: _Probes) -> dict:
-    from actlab.config import ModelConfig, TrainConfig
-    from actlab.training.loop import train
-
-    model = ModelConfig(n_layer=p["depth"], n_head=p["n_head"], n_embd=p["n_embd"],
-                        block_size=p["block_size"], act=p["act"])
-    cfg = TrainConfig(model=model, seed=p["seed"], steps=p["steps"] + 1, batch_size=p["batch_size"],
-                      lr=p["lr"], warmup_steps=p["warmup_steps"], eval_every=p["steps"] + 1,
-                      eval_batches=p["eval_batches"])
-    run = train(cfg, data=_gpt_data(p["block_size"]), callbacks=(probes,), progress=False)
-    keep = ("step", "train_loss", "val_loss", "grad_norm")
-    history = [{k: r[k] for k in keep if k in r} for r in run.history]
-    return {"outcome": run.outcome, "train_loss": run.train_loss, "val_loss": run.val_loss,
-            "history": history}
-
-
-def run_one(params: dict) -> dict:
-    """Train one (model, activation, depth, seed) with the probes on; JSON-able numbers."""
-    from actlab.probes import gpt_layers, mlp_layers
-
-    probes = _Probes(mlp_layers if params["model"] == "mlp" else gpt_layers, params["every"])
-    with probes.stack:
-        out = (_run_mlp if params["model"] == "mlp" else _run_gpt)(params, probes)
-        return {**out, **probes.result()}
-
-
 # -- the grid ------------------------------------------------------------------------------
 
 def jobs_for(preset: dict) -> list[dict]:
@@ -215,140 +108,7 @@ def jobs_for(preset: dict) -> list[dict]:
     return jobs
 
 
-def variant(params: dict) -> str:
-    """Which MLP setting a run belongs to: its width and whether it has its paper init."""
-    paper = params["init"] == default_init(params["act"])
-    return f"width {params['width']}, {'paper' if paper else 'other'} init"
-
-
-def reference(results: list[dict], model: str, preset: dict) -> list[dict]:
-    """The runs the rule reads: this model; for the MLP the first width and paper inits."""
-    ref = f"width {preset['mlp']['widths'][0]}, paper init"
-    return [r for r in results if r["params"]["model"] == model
-            and (model == "gpt" or variant(r["params"]) == ref)]
-
-
-# -- evidence and the decision ---------------------------------------------------------------
-
-def _num(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else math.nan
-
-
-def log_ratios(run: dict, key: str = "w_grad") -> list[float]:
-    """log10(first / last) gradient norm at each recorded step (NaN where missing); key
-    "w_grad" (weights feeding the activation, the rule's measure) or "pre_act"."""
-    out = []
-    for row in run.get(key) or []:
-        first, last = _num(row[0]), _num(row[-1])
-        if math.isnan(first) or math.isnan(last):
-            out.append(math.nan)
-        else:
-            out.append(math.log10(max(first, NORM_FLOOR) / max(last, NORM_FLOOR)))
-    return out
-
-
-def run_measure(run: dict, when: str = "mean", key: str = "w_grad") -> float:
-    """L of one run: averaged over recorded steps ("mean"), at init ("init") or at step K
-    ("final"). A run that did not complete, or has a missing record, gives NaN."""
-    if run.get("outcome") != "completed":
-        return math.nan
-    lr = log_ratios(run, key)
-    steps = run.get("grad_steps") or []
-    if not lr or steps[0] != 0 or steps[-1] != run["params"]["steps"]:
-        return math.nan
-    used = {"mean": lr, "init": lr[:1], "final": lr[-1:]}[when]
-    return math.nan if any(math.isnan(v) for v in used) else float(np.mean(used))
-
-
-def family_gap(by_act: dict[str, dict[int, float]]) -> dict:
-    """Paired over seeds: mean L over the ReLU family present minus L of sigmoid."""
-    family = [a for a in RELU_FAMILY if a in by_act]
-    if "sigmoid" not in by_act or not family:
-        return paired_test([], [])
-    fam, sig = [], []
-    for seed, s in sorted(by_act["sigmoid"].items()):
-        vals = [by_act[a].get(seed, math.nan) for a in family]
-        if math.isfinite(s) and all(math.isfinite(v) for v in vals):
-            fam.append(float(np.mean(vals)))
-            sig.append(s)
-    return paired_test(fam, sig)
-
-
-def _paired(by_act: dict, a: str, b: str) -> dict:
-    if a not in by_act or b not in by_act:
-        return paired_test([], [])
-    seeds = [s for s in sorted(by_act[a]) if s in by_act[b]
-             and math.isfinite(by_act[a][s]) and math.isfinite(by_act[b][s])]
-    return paired_test([by_act[a][s] for s in seeds], [by_act[b][s] for s in seeds])
-
-
-def _layer_mean(row) -> float:
-    vals = [_num(v) for v in row or []]
-    vals = [v for v in vals if math.isfinite(v)]
-    return float(np.mean(vals)) if vals else math.nan
-
-
-def model_evidence(runs: list[dict]) -> dict:
-    """Everything the rule and the report read for one model, from stored runs."""
-    acts = sorted({r["params"]["act"] for r in runs}, key=lambda a: ACTS.index(a) if a in ACTS else 99)
-    depths = sorted({r["params"]["depth"] for r in runs})
-    top = depths[-1]
-    ev: dict = {"depth": top, "depths": depths}
-    by_depth: dict = {}
-    for depth in depths:
-        by_depth[depth] = {a: {r["params"]["seed"]: run_measure(r) for r in runs
-                               if r["params"]["act"] == a and r["params"]["depth"] == depth}
-                           for a in acts}
-    deep = [r for r in runs if r["params"]["depth"] == top]
-    per = {a: [r for r in deep if r["params"]["act"] == a] for a in acts}
-    for when in ("mean", "init", "final"):
-        L = {a: {r["params"]["seed"]: run_measure(r, when) for r in per[a]} for a in acts}
-        sfx = "" if when == "mean" else f"_{when}"
-        ev[f"log_ratio{sfx}"] = {a: mean_ci(list(L[a].values())) for a in acts}
-        ev[f"gap{sfx}"] = family_gap(L)
-        ev[f"centering{sfx}"] = _paired(L, "sigmoid_centered", "sigmoid")
-    ev["status"] = status(ev["gap"])
-    # Reported only: the same ratio for the gradient w.r.t. the pre-activations at step K (the
-    # back-propagated signal of Glorot & Bengio 2010, fig. 7), free of the weight gradient's
-    # other factor, the layer's input, which can collapse in the forward pass.
-    L = {a: {r["params"]["seed"]: run_measure(r, "final", "pre_act") for r in per[a]} for a in acts}
-    ev["pre_act_log_ratio_final"] = {a: mean_ci(list(L[a].values())) for a in acts}
-    ev["pre_act_gap_final"] = family_gap(L)
-    ev["pre_act_centering_final"] = _paired(L, "sigmoid_centered", "sigmoid")
-    ev["log_ratio_by_depth"] = {str(d): {a: mean_ci(list(v.values())) for a, v in by_depth[d].items()}
-                                for d in depths}
-    def over_seeds(fn) -> dict:
-        return {a: mean_ci([fn(r) for r in per[a]]) for a in acts}
-
-    def last(key):  # the last recorded row of a per-layer list of rows, or None
-        return lambda r: r[key][-1] if r.get(key) else None
-
-    ev["saturated_final"] = over_seeds(lambda r: _layer_mean(last("saturated")(r)))
-    # The level, not the slope: mean over layers of log10 ||∇W|| at step K (reported only).
-    ev["log10_grad_final"] = over_seeds(lambda r: _layer_mean(
-        [math.log10(max(v, NORM_FLOOR)) for v in map(_num, last("w_grad")(r) or []) if math.isfinite(v)]))
-    ev["val_loss"] = over_seeds(lambda r: _num(r.get("val_loss")))
-    if any("branch_ratio" in r for r in deep):
-        ev["branch_ratio"] = over_seeds(
-            lambda r: _layer_mean([_layer_mean(row) for row in r.get("branch_ratio") or []]))
-    ev["not_completed"] = {a: sum(r.get("outcome") != "completed" for r in per[a]) for a in acts}
-    ev["floored_norms"] = {a: sum(1 for r in deep if r["params"]["act"] == a
-                                  for row in r.get("w_grad") or [] for v in row
-                                  if v is not None and 0 <= v < NORM_FLOOR) for a in acts}
-    return ev
-
-
-def status(gap: dict, margin: float = MARGIN) -> str:
-    """'holds' if the gap's CI lies above `margin` decades, 'fails' if below, else 'unclear'."""
-    lo, hi = _num(gap.get("lo")), _num(gap.get("hi"))
-    if gap.get("n", 0) < 2 or math.isnan(lo) or math.isnan(hi):
-        return "unclear"
-    if lo > margin:
-        return "holds"
-    if hi < margin:
-        return "fails"
-    return "unclear"
-
+# -- the decision ----------------------------------------------------------------------------
 
 def decide(gaps: dict[str, dict]) -> str:
     """Apply RULE to {"mlp": gap, "gpt": gap} (each a paired_test dict: diff, lo, hi, n).
@@ -375,7 +135,7 @@ def decide(gaps: dict[str, dict]) -> str:
 @register_study(STUDY, "C1")
 def run(preset: str = "quick", out_dir: str = "results/vanishing", progress: bool = True) -> Verdict:
     """C1: per-layer gradient norms vs depth, plain deep MLP and pre-LN GPT, per activation."""
-    from actlab.studies.vanishing.figures import caveats_for, draw, fmt
+    from actlab.studies.vanishing.figures import draw
 
     check_preset(preset)
     cfg = PRESETS[preset]
