@@ -154,6 +154,18 @@ def config_from_args(args: argparse.Namespace):
     return merge(cfg, typed)
 
 
+def baseline_line(baselines: dict, val_loss: float | None) -> str:
+    """One line: the corpus's count-model losses, and where the run's validation loss falls."""
+    from actlab.data.baselines import ORDERS
+
+    cells = ", ".join(f"{o} {baselines[o]:.4f}" for o in ORDERS)
+    line = f"n-gram baselines on the validation split (nats/token, {baselines['smoothing']}): {cells}"
+    if val_loss is not None:
+        beaten = [o for o in ORDERS if val_loss < baselines[o]]
+        line += f"; val loss {val_loss:.4f} beats " + (", ".join(beaten) if beaten else "none of them")
+    return line
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from actlab.training.loop import train
 
@@ -166,6 +178,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if vals:
         print(f"; val loss {vals[0]:.4f} (step {cfg.eval_every}) -> {vals[-1]:.4f}", end="")
     print(f"; {result.tokens_per_s:,.0f} tok/s; {result.seconds:.1f} s")
+    if result.baselines:
+        print(baseline_line(result.baselines, result.val_loss))
     if result.out_dir:
         print(f"run folder: {result.out_dir}")
     return 0

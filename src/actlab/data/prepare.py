@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from actlab.data.baselines import corpus_baselines
 from actlab.data.batching import check_length
 from actlab.data.corpus import corpus_hash, load_corpus
 from actlab.data.tokenizer import KINDS, Tokenizer, build_tokenizer, encode_array
@@ -20,6 +21,14 @@ class DataBundle:
     train_ids: torch.Tensor  # int64, 1-D
     val_ids: torch.Tensor    # int64, 1-D
     vocab_size: int         # tokenizer.vocab_size
+    _baselines: dict | None = field(default=None, repr=False, compare=False)
+
+    def baselines(self) -> dict:
+        """The n-gram baselines of this split and tokenizer (data/baselines.py), computed once
+        per corpus and cached on disk; {"unigram", "bigram", "trigram", ...} in nats/token."""
+        if self._baselines is None:
+            self._baselines = corpus_baselines(self)
+        return self._baselines
 
 
 def prepare(path: str | os.PathLike | None, tokenizer_kind: str, block_size: int,

@@ -101,7 +101,7 @@ def train(
             outcome=outcome, steps=len(log.rows), train_loss=pending.train_loss,
             val_loss=val.last, best_val_loss=val.best, tokens_per_s=clock.tokens_per_s(),
             seconds=seconds, n_params=model.num_params(), out_dir=str(out) if out else None,
-            history=log.rows,
+            history=log.rows, baselines=data.baselines(),
         )
         if out:
             write_results(out, model, cfg, result)

@@ -25,6 +25,7 @@ class RunResult:
     n_params: int
     out_dir: str | None = None
     history: list[dict] = field(default_factory=list, repr=False)
+    baselines: dict | None = None  # the corpus's n-gram cross-entropies (data/baselines.py)
 
 
 def step_seconds(history: list[dict]) -> float | None:
