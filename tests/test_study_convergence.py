@@ -9,6 +9,7 @@ import pytest
 
 from actlab.article.claims import CLAIMS
 from actlab.analysis.stats import mean_ci
+from actlab.analysis import regime
 from actlab.studies import base
 from actlab.studies.convergence import study as c
 from actlab.analysis import ranking as runs
@@ -42,6 +43,22 @@ FEW = _cmp(0.10, 0.05, 0.15, 0.001, n=2, n_seeds=2)
 ])
 def test_rule_gives_each_verdict(outs, expected):
     assert c.decide(dict(zip(c.COMPARATORS, outs))) == expected
+
+
+BASELINES = {"unigram": 3.34, "bigram": 2.50, "trigram": 2.08}
+
+
+def test_out_of_regime_is_inconclusive_whatever_the_comparisons_say():
+    # A hand-built store: sigmoid is worse than all three, but GELU (the reference) ends at a
+    # median of 2.65 nats, above the trigram table's 2.08: no verdict from such models.
+    comps = dict(zip(c.COMPARATORS, (WORSE, WORSE, WORSE)))
+    out = regime.regime([2.64, 2.65, 2.70], BASELINES)
+    assert c.decide(comps, out) == base.INCONCLUSIVE
+    assert out["reason"] == "reference 2.65 nats vs trigram 2.08: train longer, e.g. --preset standard"
+    assert c.decide(comps, regime.regime([1.95, 2.01, 2.03], BASELINES)) == base.SUPPORTED
+    s = {"gelu": {"losses": [2.0, 2.1, 2.2], "mean": 2.1}, "relu": {"losses": [2.2, 2.3, 2.4], "mean": 2.3}}
+    assert c.start_with_gelu(s, ["gelu", "relu"], out)["verdict"] == base.INCONCLUSIVE
+    assert c.start_with_gelu(s, ["gelu", "relu"], regime.regime([2.0], BASELINES))["verdict"] == base.SUPPORTED
 
 
 def test_divergence_decides_a_comparison_and_is_never_dropped():

@@ -39,6 +39,20 @@ def _runs_summary(study_dir: Path, study: str) -> dict:
     return {"n": len(runs), "outcomes": dict(outcomes), "configs": configs}
 
 
+def regimes(evidence: dict, label: str = "", depth: int = 3) -> list[dict]:
+    """Every regime check a verdict's evidence holds (analysis.regime), labelled by where it
+    sits: the study's own ("") or one per setting ("settings/gpt/adamw", "sizes/4096")."""
+    found = []
+    reg = evidence.get("regime")
+    if isinstance(reg, dict) and "in_regime" in reg:
+        found.append({"label": label or "all runs", **reg})
+    if depth:
+        for key, value in evidence.items():
+            if isinstance(value, dict) and key != "regime":
+                found += regimes(value, f"{label}/{key}".strip("/"), depth - 1)
+    return found
+
+
 def _study_entry(study_dir: Path, name: str, timing: dict) -> dict:
     path = study_dir / "verdict.json"
     if not path.is_file():
@@ -59,6 +73,7 @@ def _study_entry(study_dir: Path, name: str, timing: dict) -> dict:
         "css": VERDICT_CLASS.get(v.get("verdict"), "inconclusive"),
         "figures": figures,
         "evidence_json": json.dumps(v.get("evidence", {}), indent=2, sort_keys=True),
+        "regimes": regimes(v.get("evidence", {})),
         "runs": _runs_summary(study_dir, name),
         "wall_seconds": timing.get("seconds", v.get("seconds")),
     }

@@ -57,6 +57,16 @@ def _gelu_summary(e: dict) -> str:
     return "; ".join(parts)
 
 
+def _regime_line(g: dict) -> str:
+    """The reference loss beside the count-model baselines, and whether it clears the bar."""
+    ref = g.get("reference_loss")
+    base = g.get("baselines") or {}
+    cells = ", ".join(f"{o} {base[o]:.3f}" for o in ("unigram", "bigram", "trigram") if o in base)
+    head = f"reference {ref:.3f} nats" if ref is not None else "no reference loss"
+    verdict = "in regime" if g.get("in_regime") else f"out of regime: {g.get('reason')}"
+    return f"{head} vs {cells or 'no baselines'}; {verdict}"
+
+
 def markdown(data: dict) -> str:
     meta, studies = data["meta"], data["studies"]
     lines = ["# actlab audit", "",
@@ -73,6 +83,8 @@ def markdown(data: dict) -> str:
                   f"**Rule.** {s['rule']}", ""]
         if s.get("summary"):
             lines += [f"**Result.** {s['summary']}", ""]
+        for g in s.get("regimes", []):
+            lines.append(f"- regime ({g['label']}): {_regime_line(g)}")
         for c in s.get("caveats", []):
             lines.append(f"- caveat: {c}")
         for f in s["figures"]:

@@ -32,16 +32,18 @@ import math
 import statistics
 from pathlib import Path
 
-from actlab.article.claims import CLAIMS
-from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.analysis import regime
 from actlab.analysis.ranking import (
-    SMOOTH, by_seed, paired_comparison, holm, rank, seed_spread, smoothed, spread_note, steps_to, summarize,
+    SMOOTH, by_seed, holm, paired_comparison, rank, seed_spread, smoothed, spread_note, steps_to,
+    summarize,
 )
+from actlab.article.claims import CLAIMS
 from actlab.article.references import SHAZEER_2020_TABLE1 as SHAZEER_2020
-from actlab.studies import common
-from actlab.studies.convergence.runs import train_job
+from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.engine.sweep import run_grid
+from actlab.studies import common
+from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.studies.convergence.runs import prepared, train_job
 
 STUDY = "convergence"
 COMPARATORS = ("relu", "gelu", "silu")  # "modern activations" in the article's sense
@@ -63,13 +65,14 @@ RULE = (
     "mean loss. SUPPORTED: worse than all three. SUPPORTED WITH CAVEAT: worse than one or two. "
     "NOT SUPPORTED: worse than none, and each is 'better' or 'no lag'. INCONCLUSIVE: a "
     f"comparison has fewer than {MIN_PAIRS} finite pairs (and no divergence decides it), or "
-    "no difference is resolved either way."
+    "no difference is resolved either way. " + regime.RULE
 )
 GELU_RULE = (
     "'Start with GELU' holds (SUPPORTED) if GELU ranks first or is not significantly worse "
     f"than the best activation (paired t-test, p >= {ALPHA} or CI includes 0); SUPPORTED WITH "
     f"CAVEAT if significantly worse but by less than {MARGIN:.0%} of the best's loss; NOT "
-    f"SUPPORTED if worse by more; INCONCLUSIVE with fewer than {MIN_PAIRS} finite pairs."
+    f"SUPPORTED if worse by more; INCONCLUSIVE with fewer than {MIN_PAIRS} finite pairs, or "
+    "out of regime (the regime rule of C3)."
 )
 
 ACTS = ("sigmoid", "tanh", "relu", "relu2", "gelu", "silu", "glu", "reglu", "geglu", "swiglu")
@@ -128,8 +131,9 @@ def outcome(c: dict) -> str:
     return "unresolved"
 
 
-def decide(comparisons: dict[str, dict]) -> str:
-    """The rule (RULE) on {comparator: comparison with p_holm}.
+def decide(comparisons: dict[str, dict], reg: dict | None = None) -> str:
+    """The rule (RULE) on {comparator: comparison with p_holm} and the setting's regime
+    (analysis.regime.regime; None judges the comparisons alone).
 
     Why this rule: the claim is that sigmoid *lags behind* modern activations, so it is
     supported only by a significant, paired, multiplicity-corrected penalty against all three
@@ -137,6 +141,8 @@ def decide(comparisons: dict[str, dict]) -> str:
     positive evidence (sigmoid significantly better, or a CI that rules out a lag larger than
     MARGIN); a budget too small to tell is INCONCLUSIVE, not a refutation.
     """
+    if reg is not None and not reg["in_regime"]:
+        return INCONCLUSIVE  # the models have not learned what a count table knows
     outs = [outcome(c) for c in comparisons.values()]
     if not outs or "too few" in outs:
         return INCONCLUSIVE
@@ -150,10 +156,12 @@ def decide(comparisons: dict[str, dict]) -> str:
     return INCONCLUSIVE
 
 
-def start_with_gelu(summary: dict, ranking: list[str]) -> dict:
+def start_with_gelu(summary: dict, ranking: list[str], reg: dict | None = None) -> dict:
     """The article's advice 'start with GELU', judged from the same runs (GELU_RULE)."""
     if "gelu" not in summary:
         return {"verdict": INCONCLUSIVE, "rule": GELU_RULE, "reason": "gelu was not run"}
+    if reg is not None and not reg["in_regime"]:
+        return {"verdict": INCONCLUSIVE, "rule": GELU_RULE, "reason": f"out of regime: {reg['reason']}"}
     from actlab.activations import get_spec
 
     plain = [a for a in ranking if not get_spec(a).gated]
@@ -215,13 +223,17 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     for c, adj in zip(comparisons, holm([v["p"] for v in comparisons.values()])):
         comparisons[c]["p_holm"] = adj
         comparisons[c]["outcome"] = outcome(comparisons[c])
-    verdict = decide(comparisons)
+    baselines = prepared(p["train"].get("data"), p["train"].get("tokenizer", "char"),
+                         p["model"]["block_size"]).baselines()
+    reg = regime.regime(summary.get(regime.REFERENCE_ACT, {}).get("losses"), baselines)
+    vs = regime.versus_baselines({a: s["losses"] for a, s in summary.items()}, baselines)
+    verdict = decide(comparisons, reg)
 
     target = _steps_to_target(runs, summary)
     for act in summary:
         summary[act]["lr"] = lrs[act]["lr"]
 
-    gelu = start_with_gelu(summary, ranking)
+    gelu = start_with_gelu(summary, ranking, reg)
     spear = spearman_vs_shazeer(ranking)
     figures = figs.draw_all(out, runs, summary, ranking, lrs)
     evidence = {
@@ -229,13 +241,14 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
         "target_loss": target, "target_rule": f"{TARGET_FACTOR} x GELU's median final "
         f"{SMOOTH}-step trailing mean training loss", "spearman_vs_shazeer2020": spear,
         "start_with_gelu": gelu, "seeds": list(p["seeds"]), "tune_seed": common.TUNE_SEED,
-        "config": {**p["model"], **p["train"]},
+        "config": {**p["model"], **p["train"]}, "baselines": baselines, "regime": reg,
+        "vs_baselines": vs,
     }
     return Verdict(
         claim="C3", quote=CLAIMS["C3"].quote, rule=RULE, verdict=verdict, evidence=evidence,
         figures=figures, preset=preset, study=STUDY,
-        summary=_summary(comparisons, summary, ranking, spear, gelu),
-        caveats=_caveats(p, lrs, summary),
+        summary=_summary(comparisons, summary, ranking, spear, gelu, reg),
+        caveats=_caveats(p, lrs, summary) + regime.findings(vs, reg),
     )
 
 
@@ -252,7 +265,9 @@ def _steps_to_target(runs: dict, summary: dict) -> float | None:
     return target
 
 
-def _summary(comparisons, summary, ranking, spear, gelu) -> str:
+def _summary(comparisons, summary, ranking, spear, gelu, reg) -> str:
+    if not reg["in_regime"]:  # no ranking from models below the count tables
+        return regime.out_of_regime_summary(reg)
     parts = [f"sigmoid - {c}: {v['diff']:+.3f} nats (Holm p {v['p_holm']:.2g}, {v['outcome']})"
              for c, v in comparisons.items()]
     order = " < ".join(ranking)
