@@ -177,7 +177,7 @@ def test_smoke_study_writes_a_complete_verdict(tmp_path):
     for act, s in ev["per_act"].items():
         finite = [v for v in s["losses"] if v is not None]
         assert s["mean"] == pytest.approx(sum(finite) / len(finite))
-        assert s["n_params"] > 0 and s["lr"] in preset["lrs"]
+        assert s["n_params"] > 0 and s["lr"] in ev["lr_tuning"][act]["lrs"]
     # the smoke activations are all plain, so the models are identical in size
     assert len({s["n_params"] for s in ev["per_act"].values()}) == 1
     assert len(data["figures"]) == 5 and "figures/val_loss_vs_time.png" in data["figures"]
@@ -202,3 +202,19 @@ def test_seed_spread_names_only_unsettled_activations():
     assert spread["relu"] == pytest.approx(0.22) and spread["sigmoid"] == pytest.approx(0.28)
     assert c.seed_spread(summary, limit=0.3) == {}
     assert c.seed_spread(summary, limit=0.01).keys() == {"gelu", "relu", "sigmoid"}
+
+
+def test_a_best_rate_on_the_grid_edge_grows_the_grid_one_step():
+    from actlab.studies import common
+
+    def tuned(losses):
+        return [{"params": {"act": "relu", "lr": lr}, "final_val_loss": v} for lr, v in losses.items()]
+
+    top = common.pick_lrs(tuned({3e-3: 2.5, 1e-2: 2.4, 3e-2: 2.3}), lambda p: p["act"], loss_key="final_val_loss")
+    assert top["relu"]["at_edge"] and common.extend_grid(top) == {"relu": 0.09}
+    low = common.pick_lrs(tuned({3e-3: 2.2, 1e-2: 2.4, 3e-2: 2.5}), lambda p: p["act"], loss_key="final_val_loss")
+    assert common.extend_grid(low) == {"relu": 0.0009}  # the bottom step's own ratio, 10/3
+    inner = common.pick_lrs(tuned({3e-3: 2.5, 1e-2: 2.2, 3e-2: 2.4}), lambda p: p["act"], loss_key="final_val_loss")
+    assert common.extend_grid(inner) == {}
+    capped = common.pick_lrs(tuned({0.1: 2.5, 0.3: 2.2}), lambda p: p["act"], loss_key="final_val_loss")
+    assert common.extend_grid(capped) == {}  # 0.9 would pass the upper bound

@@ -42,6 +42,31 @@ def pick_lrs(tuned: list[dict], group: Callable[[dict], Hashable],
     return chosen
 
 
+# Learning rates a grid may grow to when its best rate sits on an edge (extend_grid): beyond
+# these, Adam-trained small GPTs here either barely move or diverge within the first steps.
+LR_BOUNDS = (1e-4, 0.3)
+MAX_EXTENSIONS = 3  # further grid steps per group: a bound on the extra tuning cost
+
+
+def extend_grid(chosen: Mapping[Hashable, dict], factor: float | None = None,
+                bounds: tuple[float, float] = LR_BOUNDS) -> dict[Hashable, float]:
+    """For each group whose best rate is on its grid's edge (pick_lrs' "at_edge"), the next rate
+    beyond that edge, one grid step further (`factor`, else the ratio of the two rates at that
+    edge), as long as it stays within `bounds`. Groups with an interior best, or at a bound,
+    get nothing."""
+    out = {}
+    for g, c in chosen.items():
+        lrs = c["lrs"]
+        if not c["at_edge"] or len(lrs) < 2:
+            continue
+        low = c["lr"] == lrs[0]
+        step = factor or (lrs[1] / lrs[0] if low else lrs[-1] / lrs[-2])
+        nxt = c["lr"] / step if low else c["lr"] * step
+        if bounds[0] * (1 - 1e-9) <= nxt <= bounds[1] * (1 + 1e-9):
+            out[g] = float(f"{nxt:.3g}")  # 1e-2 * 3 -> 0.03, not 0.030000000000000002
+    return out
+
+
 # Two entries: the runs of one study use one or two block sizes.
 @functools.lru_cache(maxsize=2)
 def gpt_data(block_size: int):

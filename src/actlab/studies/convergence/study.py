@@ -56,7 +56,10 @@ TARGET_FACTOR = 1.05
 
 # Written before any run of this study and never adjusted after (see `decide`).
 RULE = (
-    "Compare sigmoid with each of relu, gelu and silu, each at its own tuned learning rate, "
+    "Compare sigmoid with each of relu, gelu and silu, each at its own tuned learning rate "
+    "(lowest final loss on the tuning seed; a best rate on the grid's edge grows the grid one "
+    f"step beyond it, up to {common.MAX_EXTENSIONS} steps within {common.LR_BOUNDS[0]:g}-"
+    f"{common.LR_BOUNDS[1]:g}), "
     "paired over evaluation seeds (same init seed and data order); final validation loss "
     "difference sigmoid - other with its 95% CI and paired t-test, Holm-corrected over the "
     f"three. 'worse': at least {MIN_PAIRS} finite pairs, difference > 0, Holm p < {ALPHA} and "
@@ -204,6 +207,21 @@ def _job(preset: dict, act: str, lr: float, seed: int, stage: str) -> dict:
             "seed": seed}
 
 
+def tune(p: dict, out: Path, progress: bool) -> dict:
+    """Tuning runs on the tuning seed over each activation's grid, grown one step past an edge
+    where the best rate sits on it (common.extend_grid), until interior or at a bound."""
+    grids = {a: list(p["lrs"]) for a in p["acts"]}
+    for _ in range(common.MAX_EXTENSIONS + 1):
+        jobs = [_job(p, a, lr, common.TUNE_SEED, "tune") for a in p["acts"] for lr in grids[a]]
+        lrs = pick_lrs(run_grid(STUDY, jobs, train_job, out, progress=progress))  # stored runs are reused
+        grow = common.extend_grid(lrs)
+        if not grow:
+            break
+        for a, lr in grow.items():
+            grids[a].append(lr)
+    return lrs
+
+
 @register_study(STUDY, "C3")
 def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     """Sigmoid vs modern FFN activations in small GPTs: tuned rates, paired seeds, CIs."""
@@ -211,8 +229,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
 
     check_preset(preset)
     p, out = PRESETS[preset], Path(out_dir)
-    tune_jobs = [_job(p, a, lr, common.TUNE_SEED, "tune") for a in p["acts"] for lr in p["lrs"]]
-    lrs = pick_lrs(run_grid(STUDY, tune_jobs, train_job, out, progress=progress))
+    lrs = tune(p, out, progress)
     eval_jobs = [_job(p, a, lrs[a]["lr"], s, "eval") for a in p["acts"] for s in p["seeds"]]
     runs = by_seed(run_grid(STUDY, eval_jobs, train_job, out, progress=progress))
 
@@ -286,7 +303,7 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
     ]
     edge = sorted(a for a, v in lrs.items() if v["at_edge"])
     if edge:
-        out.append(f"best learning rate on the grid's edge for: {', '.join(edge)} "
+        out.append(f"best learning rate still on the grid's edge, after growing it, for: {', '.join(edge)} "
                    "(their loss may improve at a rate outside the grid)")
     diverged = {a: s["n_diverged"] for a, s in summary.items() if s["n_diverged"]}
     if diverged:
