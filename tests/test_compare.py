@@ -3,6 +3,7 @@ and (slow) that it keeps to a wall-clock budget."""
 
 import json
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -121,6 +122,54 @@ def test_ranking_names_activations_whose_seeds_disagree():
     assert "relu 0.25" in cmp.format_table(ranking)
 
 
+def _hand_ranking(finals: dict, baselines: dict | None) -> dict:
+    results = [{"params": {"act": a, "seed": s}, "outcome": "completed", "final_val_loss": v,
+                "n_params": 10, "tokens_per_s": 1.0} for a, vs in finals.items() for s, v in enumerate(vs)]
+    plan = {"base": {"data": None, "data_hash": "h", "tokenizer": "char", "n_layer": 1, "n_head": 1,
+                     "n_embd": 8, "block_size": 8, "batch_size": 2, "lr": 1e-3, "eval_batches": 1,
+                     "device": "cpu"},
+            "seeds": 3, "budget_s": 10.0, "tier": "tiny", "steps": 10, "calibration": {}}
+    return cmp._rank(results, list(finals), plan, [], {}, baselines)[0]
+
+
+BASE = {"unigram": 3.3, "bigram": 2.5, "trigram": 2.1, "smoothing": "ikn"}
+
+
+def test_regime_from_hand_built_numbers_goes_both_ways():
+    finals = {"gelu": [2.00, 2.05, 2.02], "sigmoid": [2.30, 2.40, 2.35]}
+    inside = _hand_ranking(finals, BASE)  # gelu's median 2.02 < trigram 2.1
+    assert inside["in_regime"] is True and inside["regime"]["in_regime"] and inside["warning"] is None
+    assert inside["reference_act"] == "gelu" and inside["baselines"] == BASE
+    assert inside["regime"]["reference_loss"] == pytest.approx(2.02)
+    assert inside["vs_baselines"]["sigmoid"]["minus_trigram"] == pytest.approx(2.35 - 2.1)
+    assert inside["vs_baselines"]["gelu"]["below"] == ["unigram", "bigram", "trigram"]
+    assert any(n.startswith("sigmoid stays above the trigram baseline") for n in inside["notes"])
+    table = cmp.format_table(inside).splitlines()
+    assert table[-1].startswith("n-gram baselines of the validation split (nats/token): unigram "
+                                "3.3000, bigram 2.5000, trigram 2.1000; reference gelu median 2.0200")
+    assert table[-1].endswith(": in regime")
+
+    out = _hand_ranking(finals, {**BASE, "trigram": 1.95})  # 2.02 is above 1.95
+    assert out["in_regime"] is False and out["rows"][0]["act"] == "gelu"  # still ranked, but marked
+    assert out["regime"]["reason"] == ("reference 2.02 nats vs trigram 1.95: train longer: a larger "
+                                       "--budget, or fewer activations or seeds")
+    assert not any("stays above" in n for n in out["notes"])  # no findings out of regime
+    table = cmp.format_table(out).splitlines()
+    assert table[-2].endswith(": out of regime")
+    assert table[-1] == out["warning"] and table[-1].startswith(
+        "warning: out of regime (reference 2.02 nats vs trigram 1.95: train longer")
+    assert _hand_ranking(finals, None)["in_regime"] is False  # no baselines: out of regime
+
+
+def test_without_gelu_the_best_ranked_candidate_is_the_reference():
+    r = _hand_ranking({"relu": [2.10, 2.12, 2.11], "sigmoid": [2.00, 2.02, 2.01]}, BASE)
+    assert r["best"] == "sigmoid" and r["reference_act"] == "sigmoid"
+    assert r["regime"]["reference_loss"] == pytest.approx(2.01) and r["in_regime"] is True
+    assert r["regime"]["reference"].startswith("sigmoid FFN")
+    assert any(n.startswith("the GELU reference was not run") for n in r["notes"])
+    assert "reference sigmoid median 2.0100" in cmp.format_table(r)
+
+
 def test_time_figure_needs_time_stamps(tmp_path):
     from actlab.studies.convergence.figures import val_vs_time
 
@@ -166,6 +215,24 @@ def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
         assert mpimg.imread(out / rel).std() > 0
     table = cmp.format_table(ranking)
     assert all(a in table for a in acts) and "95% CI" in table
+
+    # the regime rule: the baselines of the data the runs trained on, gelu as the reference
+    from actlab.data.baselines import ngram_baselines
+    from actlab.studies.convergence.runs import prepared
+
+    d = prepared(str(corpus.resolve()), "char", 8)
+    expected = ngram_baselines(d.train_ids, d.val_ids, d.vocab_size)
+    for o in ("unigram", "bigram", "trigram"):
+        assert data["baselines"][o] == pytest.approx(expected[o], rel=1e-12)
+    assert data["reference_act"] == "gelu" and isinstance(data["in_regime"], bool)
+    gelu = statistics.median(next(r["losses"] for r in rows if r["act"] == "gelu"))
+    assert data["regime"]["reference_loss"] == pytest.approx(gelu)
+    assert data["in_regime"] == (gelu < expected["trigram"]) == data["regime"]["in_regime"]
+    assert sorted(data["vs_baselines"]) == sorted(acts)
+    for r in rows:
+        vs = data["vs_baselines"][r["act"]]
+        assert vs["minus_trigram"] == pytest.approx(statistics.median(r["losses"]) - expected["trigram"])
+    assert (table.splitlines()[-1] == data["warning"]) != data["in_regime"]
 
     # same inputs again: the stored runs are reused, nothing is trained twice
     with Store(out / "runs.sqlite") as store:

@@ -1,4 +1,5 @@
-"""Study C2 (centering): the decision rule on hand-built evidence; the smoke preset end to end."""
+"""Study C2 (centering): the decision rule on hand-built evidence, the regime rule on hand-built
+stored results; the smoke preset end to end."""
 
 import math
 
@@ -6,6 +7,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from actlab.analysis import regime
 from actlab.article.claims import CLAIMS
 from actlab.analysis.stats import mean_ci
 from actlab.engine.store import Store
@@ -27,8 +29,12 @@ WORSE, BETTER = _ci(0.05, 0.2), _ci(-0.2, -0.05)
 EQUIV, OPEN = _ci(-0.005, 0.008), _ci(-0.1, 0.2)
 
 
-def _settings(*losses, mech=MECH) -> dict:
-    return {s: {**mech, "final_loss_diff": loss} for s, loss in zip(c.SETTINGS, losses)}
+BASE = {"unigram": 3.3, "bigram": 2.5, "trigram": 2.1}
+IN_REGIME = regime.regime([2.0], BASE)  # reference below the trigram baseline
+
+
+def _settings(*losses, mech=MECH, reg=IN_REGIME) -> dict:
+    return {s: {**mech, "final_loss_diff": loss, "regime": reg} for s, loss in zip(c.SETTINGS, losses)}
 
 
 @pytest.mark.parametrize("losses, expected", [
@@ -48,6 +54,23 @@ def test_penalty_everywhere_without_the_zigzag_is_only_a_caveat():
     assert c.decide(_settings(WORSE, WORSE, WORSE, WORSE, mech=straight)) == base.CAVEAT
 
 
+def test_regime_rule_is_part_of_the_rule_text():
+    assert c.RULE.index(regime.RULE) > 0 and c.OUT in c.RULE
+
+
+def test_a_setting_out_of_regime_supports_and_refutes_nothing():
+    out = regime.regime([2.4], BASE)
+    settings = _settings(WORSE, WORSE, WORSE, WORSE)
+    settings["gpt/sgd"]["regime"] = out
+    assert c.decide(settings) == base.CAVEAT  # three penalties, but not "all four settings"
+    settings = _settings(EQUIV, EQUIV, EQUIV, EQUIV)
+    settings["mlp/adamw"]["regime"] = out
+    assert c.decide(settings) == base.INCONCLUSIVE  # not "equivalent everywhere"
+    assert c.decide(_settings(WORSE, BETTER, WORSE, WORSE, reg=out)) == base.INCONCLUSIVE
+    del settings["mlp/adamw"]["regime"]  # no regime check recorded: out as well
+    assert c.decide(settings) == base.INCONCLUSIVE
+
+
 @pytest.mark.parametrize("lo, hi, expected", [
     (0.001, 0.3, "worse"), (-0.3, -0.001, "better"), (-c.MARGIN, c.MARGIN, "equivalent"),
     (-0.02, 0.005, "unresolved"), (math.nan, math.nan, "unresolved"),
@@ -64,6 +87,78 @@ def test_pick_lrs_takes_the_lowest_loss_and_treats_divergence_as_worst():
              for s in c.SETTINGS for a in c.ACTS for lr, loss in losses.items()]
     chosen = c.pick_lrs(preset, tuned)
     assert all(chosen[s][a] == 0.3 for s in c.SETTINGS for a in c.ACTS)
+
+
+# -- the regime rule, on hand-built stored results ---------------------------------------------
+
+SEEDS = (0, 1, 2, 3)
+NOISE = (0.0, 0.02, -0.01, 0.015)  # per seed, shared by every activation (paired seeds)
+
+
+def _stored(reference: float, sigmoid_gap: float = 0.1) -> list[dict]:
+    """Evaluation results as run_grid stores them: sigmoid `sigmoid_gap` nats above the centred
+    sigmoid with its rows single-signed and its path less straight, tanh beside the centred one,
+    the GELU reference at `reference` nats; the same in every setting."""
+    loss = {"sigmoid_centered": 2.0, "tanh": 2.0, "sigmoid": 2.0 + sigmoid_gap, "gelu": reference}
+    coh = {"sigmoid": 1.0, "sigmoid_centered": 0.2, "tanh": 0.2, "gelu": 0.3}
+    straight = {"sigmoid": 0.3, "sigmoid_centered": 0.5, "tanh": 0.5, "gelu": 0.5}
+    out = []
+    for s in c.SETTINGS:
+        model, optimizer = s.split("/")
+        for a in c.RUN_ACTS:
+            for seed, noise in zip(SEEDS, NOISE):
+                jitter = noise * (1.5 if a == "sigmoid" else 1.0)
+                out.append({"params": {"phase": "eval", "model": model, "optimizer": optimizer,
+                                       "act": a, "lr": 0.1, "seed": seed},
+                            "outcome": "completed", "final_loss": loss[a] + jitter,
+                            "mean_train_loss": loss[a] + 0.3 + jitter,
+                            "coherence": [coh[a] + jitter / 10] * 3,
+                            "straightness": straight[a] + jitter, "straightness_all": 0.5,
+                            "act_mean": [0.5 if a == "sigmoid" else 0.0] * 3})
+    return out
+
+
+def test_reference_above_the_trigram_gives_inconclusive_with_the_reason():
+    settings = c.all_settings(_stored(reference=2.3), BASE)
+    for ev in settings.values():
+        assert ev["loss_outcome"] == "worse" and ev["mechanism"]  # what the runs alone say
+        assert not ev["regime"]["in_regime"] and ev["rule_outcome"] == c.OUT
+        assert ev["regime"]["reason"] == f"reference 2.31 nats vs trigram 2.10: {c.HINT}"
+        assert ev["vs_baselines"]["gelu"]["below"] == ["unigram", "bigram"]
+    assert c.decide(settings) == base.INCONCLUSIVE
+    summary = c.summary_line(settings)
+    assert summary == regime.out_of_regime_summary(c._joint_regime(settings))
+    assert summary.startswith("out of regime (mlp/sgd reference 2.31 nats vs trigram 2.10; "
+                              "mlp/adamw reference 2.31 nats")
+    assert summary.endswith(f"gpt/adamw reference 2.31 nats vs trigram 2.10: {c.HINT}): "
+                            "INCONCLUSIVE, no ranking")  # the shared hint said once
+    assert "worse" not in summary and "+0.1" not in summary  # no ranking
+    caveats = c._caveats(settings, "quick", c.PRESETS["quick"])
+    assert sum("out of regime (reference 2.31 nats" in x for x in caveats) == len(c.SETTINGS)
+
+
+def test_reference_below_the_trigram_gives_the_comparisons_verdict():
+    settings = c.all_settings(_stored(reference=2.0), BASE)
+    assert all(ev["regime"]["in_regime"] and ev["rule_outcome"] == "worse"
+               for ev in settings.values())
+    assert c.decide(settings) == base.SUPPORTED
+    assert c.summary_line(settings).startswith("sigmoid - centred final loss: mlp/sgd +0.1")
+    # the GELU reference enters no comparison: its loss changes no paired difference
+    other = c.all_settings(_stored(reference=1.5), BASE)["gpt/adamw"]
+    assert other["final_loss_diff"] == settings["gpt/adamw"]["final_loss_diff"]
+    # sigmoid (about 2.10) is not below the trigram baseline while the reference is: a finding
+    caveats = c._caveats(settings, "full", c.PRESETS["full"])
+    assert sum("sigmoid stays above the trigram baseline" in x for x in caveats) == len(c.SETTINGS)
+
+
+def test_settings_out_of_regime_are_named_and_left_unranked():
+    settings = c.all_settings(_stored(reference=2.0), BASE)
+    high = c.all_settings(_stored(reference=2.3), BASE)
+    settings["gpt/sgd"], settings["gpt/adamw"] = high["gpt/sgd"], high["gpt/adamw"]
+    assert c.decide(settings) == base.CAVEAT  # worse where it counts, but not in all four
+    summary = c.summary_line(settings)
+    assert "mlp/sgd +0.1" in summary and "gpt/sgd out of regime (reference 2.31 nats" in summary
+    assert "gpt/sgd +0.1" not in summary
 
 
 def test_band_matches_mean_ci():

@@ -54,7 +54,7 @@ def test_out_of_regime_is_inconclusive_whatever_the_comparisons_say():
     comps = dict(zip(c.COMPARATORS, (WORSE, WORSE, WORSE)))
     out = regime.regime([2.64, 2.65, 2.70], BASELINES)
     assert c.decide(comps, out) == base.INCONCLUSIVE
-    assert out["reason"] == "reference 2.65 nats vs trigram 2.08: train longer, e.g. --preset standard"
+    assert out["reason"] == "reference 2.65 nats vs trigram 2.08: train longer, e.g. --preset full"
     assert c.decide(comps, regime.regime([1.95, 2.01, 2.03], BASELINES)) == base.SUPPORTED
     s = {"gelu": {"losses": [2.0, 2.1, 2.2], "mean": 2.1}, "relu": {"losses": [2.2, 2.3, 2.4], "mean": 2.3}}
     assert c.start_with_gelu(s, ["gelu", "relu"], out)["verdict"] == base.INCONCLUSIVE

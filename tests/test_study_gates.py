@@ -1,5 +1,6 @@
-"""Study C5 (gates): the decision rule on hand-built evidence, the attention probe against its
-analytic values at initialisation, and the smoke preset end to end."""
+"""Study C5 (gates): the decision rule on hand-built evidence, the regime rule on hand-built
+stored results, the attention probe against its analytic values at initialisation, and the
+smoke preset end to end."""
 
 import json
 import math
@@ -12,11 +13,14 @@ import torch
 from actlab.data import prepare
 from actlab.nn.gpt import GPT
 from actlab.engine.store import Store
+from actlab.analysis import regime
 from actlab.analysis.numbers import json_safe
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.studies.gates.study import (
-    FAILS, PRESETS, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants, pick_lrs, run,
+    FAILS, HINT, PRESETS, RULE, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants,
+    evidence_from, pick_lrs, run,
 )
+from actlab.studies.gates.words import caveats, summary_line
 from actlab.studies.gates.runs import _AttentionProbe, measure_attention
 from actlab.training.loop import train
 from conftest import tiny_model, tiny_train
@@ -50,6 +54,65 @@ def _roles(glu, gate, ffn, attn):
 def test_rule_returns_each_verdict(roles, expected):
     verdict, _ = apply_rule(roles)
     assert verdict == expected
+
+
+BASE = {"unigram": 3.3, "bigram": 2.5, "trigram": 2.1}
+SEEDS = (0, 1, 2, 3)
+NOISE = (0.0, 0.004, -0.003, 0.002)  # per seed, scaled per variant (paired, not identical)
+# Final loss relative to the GELU reference: the gates within TOL, the non-gate uses far above.
+OFFSET = {"gelu": 0.0, "gelu_wide": -0.005, "glu": 0.003, "reglu": 0.0, "geglu": -0.01,
+          "swiglu": -0.01, "out_gate": -0.008, "sigmoid": 0.3, "attn_sigmoid": 0.25,
+          "attn_sigmoid_nobias": 0.5}
+
+
+def _stored(reference: float) -> list[dict]:
+    """Evaluation results as run_grid stores them, the GELU reference at `reference` nats."""
+    n_params = {v: 1000 + 36 * (v == "out_gate") + 34 * (v == "gelu_wide") for v in VARIANTS}
+    return [{"params": {"stage": "eval", "variant": v, "lr": 1e-2, "seed": seed},
+             "outcome": "completed", "n_params": n_params[v], "cpu_seconds": 1.0,
+             "final_loss": reference + OFFSET[v] + noise * (0.5 + 0.1 * i),
+             "probe_init": {}, "probe_final": {}}
+            for i, v in enumerate(VARIANTS) for seed, noise in zip(SEEDS, NOISE)]
+
+
+def _evidence(reference: float) -> dict:
+    preset = {**PRESETS["quick"], "seeds": SEEDS}
+    return evidence_from(_stored(reference), preset, {v: 1e-2 for v in VARIANTS}, BASE, HINT)
+
+
+def test_regime_rule_is_part_of_the_rule_text():
+    assert RULE.index(regime.RULE) > 0 and "whole study" in RULE
+
+
+def test_reference_above_the_trigram_gives_inconclusive_with_the_reason():
+    ev = _evidence(reference=2.3)
+    assert ev["statuses"]["glu_vs_gelu"] == WORKS and ev["statuses"]["sigmoid_ffn_vs_gelu"] == FAILS
+    assert apply_rule(ev["comparisons"])[0] == SUPPORTED  # what the comparisons alone say
+    assert not ev["regime"]["in_regime"] and ev["verdict"] == INCONCLUSIVE
+    assert ev["regime"]["reason"] == f"reference 2.30 nats vs trigram 2.10: {HINT}"
+    assert ev["baselines"] == BASE and ev["vs_baselines"]["gelu"]["below"] == ["unigram", "bigram"]
+    line = summary_line(ev)
+    assert line == regime.out_of_regime_summary(ev["regime"])
+    assert line.startswith("out of regime (reference 2.30 nats vs trigram 2.10")
+    assert WORKS not in line and FAILS not in line and "GLU" not in line  # no ranking
+    notes = caveats(ev, "quick")
+    assert notes[0].startswith("Out of regime (reference 2.30 nats")
+    assert not any("Unmatched" in n or "GLU-SwiGLU" in n for n in notes)
+
+
+def test_reference_below_the_trigram_gives_the_comparisons_verdict():
+    ev = _evidence(reference=1.9)
+    assert ev["regime"]["in_regime"] and ev["regime"]["reason"] is None
+    assert ev["verdict"] == apply_rule(ev["comparisons"])[0] == SUPPORTED
+    line = summary_line(ev)
+    assert line.startswith("final val loss diffs (nats, 95% CI): GLU-GELU +0.00")
+    assert "(works)" in line and "(fails)" in line
+    # the plain sigmoid FFN (about 2.20), sigmoid attention (2.15) and its no-bias ablation
+    # (2.40) stay above the trigram baseline the reference (1.90) beats: findings, caveats
+    found = [n for n in caveats(ev, "full") if n.endswith("while the reference is in regime")]
+    assert [n.split(" (")[0] for n in found] == [
+        "sigmoid stays above the trigram baseline", "attn_sigmoid stays above the trigram "
+        "baseline", "attn_sigmoid_nobias stays above the trigram baseline"]
 
 
 def test_classify_boundaries():

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from actlab.data import ByteTokenizer, CharTokenizer
 from actlab.nn.gpt import GPT
+from actlab.analysis import regime as R
+from actlab.studies.output_head import regimes as ohg
 from actlab.studies.output_head import study as oh
 from actlab.studies.output_head import runs as ohr
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
@@ -128,6 +130,92 @@ def test_gap_slope_recovers_a_known_slope_per_doubling():
     assert s["lo"] < 0.01 < s["hi"] and s["n"] == 6
 
 
+# -- the regime rule on hand-built results (no training) ----------------------------------------
+
+SIZES = (("byte", 0, 256, 1.0), ("bpe", 1024, 1024, 2.5))  # tokenizer, vocab, V, bytes per token
+
+
+def _results(softmax=(2.2, 1.9), gaps=(0.03, 0.06), seeds=(0, 1, 2)) -> list[dict]:
+    """Stored runs as run_grid returns them: per size, softmax at `softmax` nats per byte and
+    the renormalised sigmoid `gaps` worse (relative), growing with V; sigmoid sums off by 0.2."""
+    out = []
+    for (tok, vocab, size, bpt), soft, gap in zip(SIZES, softmax, gaps):
+        for seed in seeds:
+            jitter = 0.001 * (seed - 1)
+            for head, npb, off in (("softmax", soft + jitter, 0.0),
+                                   ("sigmoid", (soft + jitter) * (1 + gap + jitter), 0.2)):
+                out.append({"params": {"tokenizer": tok, "vocab": vocab, "head": head, "seed": seed},
+                            "outcome": "completed", "vocab_size": size, "history": [],
+                            "final": {"nats_per_byte": npb, "bytes_per_token": bpt,
+                                      "sum_p": {"mean_abs_dev": off}}})
+    return out
+
+
+def _judge(results, trigram_bpe, trigram_byte=2.5):
+    """The study's analysis after run_grid, with per-token baselines given by hand."""
+    base = {"byte": {"unigram": 4.0, "bigram": 3.0, "trigram": trigram_byte},
+            "bpe-1024": {"unigram": 9.0, "bigram": 6.0, "trigram": trigram_bpe}}
+    groups = oh.group(results)
+    per_vocab = [oh.summarize(g, (0, 1, 2)) for g in groups]
+    losses = [{h: [oh._npb(r) for r in g["runs"][h].values()] for h in oh.HEADS} for g in groups]
+    regs = ohg.size_regimes(losses, per_vocab, base, oh.HINTS["smoke"])
+    ev = oh.decision_inputs(per_vocab, regs)
+    return (*oh.decide(ev), ev, regs)
+
+
+def test_rule_carries_the_regime_rule():
+    assert R.RULE in oh.RULE and "nats per byte" in oh.RULE
+
+
+def test_baselines_per_byte_use_the_study_s_bytes_per_token():
+    assert ohg.per_byte({"unigram": 5.0, "bigram": 4.0, "trigram": 3.0}, 2.5) == pytest.approx(
+        {"unigram": 2.0, "bigram": 1.6, "trigram": 1.2})
+    assert ohg.per_byte(None, 2.5) is None and ohg.per_byte({"trigram": 1.0}, math.nan) is None
+
+
+def test_reference_below_the_trigram_gives_the_verdict_of_the_comparisons():
+    # bpe-1024: trigram 5.0 nats/token = 2.0 nats/byte at 2.5 bytes per token; softmax 1.9 < 2.0
+    verdict, reason, ev, regs = _judge(_results(), trigram_bpe=5.0)
+    assert ev["regime"]["in_regime"] and ev["regime"]["sizes_out"] == []
+    assert regs["bpe-1024"]["regime"]["bar_loss"] == pytest.approx(2.0)
+    assert regs["bpe-1024"]["regime"]["reference_loss"] == pytest.approx(1.9)
+    no_regime = oh.decide({k: v for k, v in ev.items() if k != "regime"})
+    assert (verdict, reason) == no_regime and verdict == SUPPORTED, reason
+    vs = regs["bpe-1024"]["vs_baselines"]
+    assert vs["softmax"]["median_loss"] == pytest.approx(1.9)
+    assert vs["softmax"]["minus_trigram"] == pytest.approx(-0.1)
+    assert vs["sigmoid"]["below"] == ["unigram", "bigram"]  # 1.9 * 1.06 = 2.014 > 2.0
+    notes = ohg.regime_notes(regs)
+    assert notes == ["V=1024 (bpe-1024), per byte: sigmoid stays above the trigram baseline "
+                     "(2.014 vs 2.000 nats) while the reference is in regime"]
+
+
+def test_reference_above_the_trigram_is_inconclusive_with_the_reason():
+    # the same runs against a trigram of 4.5 nats/token = 1.8 nats/byte: softmax 1.9 is above it
+    verdict, reason, ev, regs = _judge(_results(), trigram_bpe=4.5)
+    assert verdict == INCONCLUSIVE and not ev["regime"]["in_regime"]
+    assert reason == ("out of regime at the largest vocabulary: V=1024 (bpe-1024), per byte: "
+                      "reference 1.90 nats vs trigram 1.80: train longer, e.g. --preset quick")
+    assert oh._summary(None, ev, reason).startswith("out of regime (V=1024 (bpe-1024), per byte")
+    # unconverted, 1.9 nats/byte would sit far below 4.5 nats/token and count as in regime
+    assert regs["bpe-1024"]["baselines_per_byte"]["trigram"] == pytest.approx(1.8)
+
+
+def test_a_smaller_size_out_of_regime_neither_supports_nor_refutes():
+    # byte: softmax 2.2 nats/byte above its trigram 2.1 (1 byte per token): left out, so the
+    # growth of the gap with V rests on one size and cannot support SUPPORTED
+    verdict, reason, ev, regs = _judge(_results(), trigram_bpe=5.0, trigram_byte=2.1)
+    assert ev["regime"]["sizes_in_regime"] == ["bpe-1024"] and ev["regime"]["sizes_out"] == ["byte"]
+    assert math.isnan(ev["slope"]["slope"]) and verdict == CAVEAT
+    assert reason.endswith("; left out, out of regime: byte")
+    assert ohg.regime_notes(regs)[0].startswith("out of regime, left out of the decision: V=256 (byte)")
+    # sigmoid runs that diverge only at the size out of regime do not count either
+    diverging = [dict(r, outcome="diverged") if r["params"]["tokenizer"] == "byte"
+                 and r["params"]["head"] == "sigmoid" else r for r in _results()]
+    _, _, ev2, _ = _judge(diverging, trigram_bpe=5.0, trigram_byte=2.1)
+    assert ev2["diverged"] == {"softmax": 0, "sigmoid": 0}
+
+
 @pytest.mark.slow
 def test_smoke_run_gives_a_complete_verdict_and_figures(tmp_path):
     v = oh.run("smoke", tmp_path, progress=False)
@@ -148,3 +236,15 @@ def test_smoke_run_gives_a_complete_verdict_and_figures(tmp_path):
         assert float(np.asarray(mpimg.imread(path))[..., :3].std()) > 0.01  # not blank
     again = oh.run("smoke", tmp_path, progress=False)  # read back from the store: same numbers
     assert again.evidence["per_vocab"] == per_vocab
+    # the regime rule per size: each tokenizer's own baselines, converted to nats per byte
+    for job, p in zip(oh.jobs_for(oh.PRESETS["smoke"])[::4], per_vocab):
+        base = v.evidence["baselines"][p["label"]]
+        assert base == ohr.data_baselines(job)
+        bars = v.evidence["baselines_per_byte"][p["label"]]
+        assert bars["trigram"] == pytest.approx(base["trigram"] / p["bytes_per_token"])
+        reg = v.evidence["regime"][p["label"]]
+        # the reference is the softmax head; of two seeds the median is the mean
+        assert reg["reference_loss"] == pytest.approx(p["nats_per_byte"]["softmax"]["mean"])
+        assert set(v.evidence["vs_baselines"][p["label"]]) == {"softmax", "sigmoid"}
+    if not v.evidence["decision"]["regime"]["in_regime"]:
+        assert v.verdict == INCONCLUSIVE and v.summary.startswith("out of regime (")

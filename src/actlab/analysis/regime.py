@@ -26,7 +26,7 @@ RULE = (
     "Kneser-Ney count model fitted on the training split, scored on the validation split); "
     "out of regime the verdict is INCONCLUSIVE, never a ranking."
 )
-HINT = "train longer, e.g. --preset standard"
+HINT = "train longer, e.g. --preset full"
 
 
 def median_final(losses) -> float:

@@ -5,6 +5,8 @@ seeds (same initial-weight seed and the same batches for every activation, so di
 paired), ranks them by final validation loss with 95% CIs, tests each against the best, and
 writes DIR/ranking.json and figures. Runs go through `run_grid` (study "compare") with the
 convergence study's run function, so an interrupted comparison resumes where it stopped.
+ranking.json also carries the text's n-gram baselines and the regime rule's judgement of the
+runs (compare_regime.py): a ranking out of regime is written, but marked.
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     out = Path(out_dir)
     path = str(Path(data).resolve()) if data else None
     corpus = prepared(path, tokenizer, 8)  # runs in this process reuse these tokens
+    # The regime bar of this text and tokenizer (cached on disk), before the plan, so that the
+    # seconds a first computation takes are off the budget the plan shares out.
+    baselines = corpus.baselines()
     grid_kw = ({"executor": "serial", "threads": threads} if workers == 1 else
                {"executor": "local", "workers": workers, "threads": threads})
 
@@ -197,7 +202,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         results += run_grid(STUDY, _jobs(acts, [seed], plan["steps"], plan["base"], "run"),
                             train_job, out, progress=progress, **grid_kw)
         rounds_s.append(time.perf_counter() - t_round)
-    ranking, runs = _rank(results, acts, plan, notes, environment())
+    ranking, runs = _rank(results, acts, plan, notes, environment(), baselines)
     # the plan's forecast of a round beside what each round took (rounds of stored runs: ~0)
     ranking["timing"] = {"round_s_planned": plan["round_s"], "rounds_s": rounds_s}
     ranking["figures"] = _figures(out, runs, ranking)
@@ -257,11 +262,13 @@ def _load_plan(out: Path, key: dict) -> dict | None:
 
 
 def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
-          env: dict) -> tuple[dict, dict]:
-    """(the ranking as written to ranking.json, the runs by activation and seed)."""
+          env: dict, baselines: dict | None = None) -> tuple[dict, dict]:
+    """(the ranking as written to ranking.json, the runs by activation and seed); `baselines`:
+    the corpus baselines of the data the runs trained on (None: none recorded, out of regime)."""
     from actlab.analysis.ranking import (
         by_seed, holm, paired_comparison, rank, seed_spread, spread_note, summarize,
     )
+    from actlab.lab.compare_regime import regime_keys
 
     runs = by_seed(results)
     seeds_run = sorted({r["params"]["seed"] for r in results})
@@ -289,6 +296,8 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
     if spread:
         notes.append(spread_note(spread) + " (a seed may still be on the early loss plateau: "
                      "trust that rank only once more steps or seeds make the seeds agree)")
+    regime, regime_notes = regime_keys(summary, order, baselines)
+    notes += regime_notes
     base = plan["base"]
     return {
         "config": {"data": base["data"], "data_hash": base["data_hash"], "acts": acts,
@@ -302,6 +311,8 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
         "best": best, "rows": rows, "alpha": ALPHA, "seed_spread": spread,
         "test": "paired t-test against the best over shared seeds, Holm-corrected",
         "notes": notes, "environment": env,
+        # the regime rule: baselines, in_regime, regime, reference_act, vs_baselines, warning
+        **regime,
     }, runs
 
 
@@ -321,7 +332,10 @@ def _figures(out: Path, runs: dict, ranking: dict) -> list[str]:
 
 
 def format_table(ranking: dict) -> str:
-    """The ranking as a fixed-width text table, best first, with a line on what was run."""
+    """The ranking as a fixed-width text table, best first, with a line on what was run, the
+    notes, the corpus baselines and, out of regime, a warning as the last line."""
+    from actlab.lab.compare_regime import regime_lines
+
     cfg = ranking["config"]
     m = cfg["model"]
     head = (f"{cfg['tier']} model ({m['n_layer']} layers, width {m['n_embd']}, context "
@@ -344,7 +358,7 @@ def format_table(ranking: dict) -> str:
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(width))
     body = [fmt.format(*cols)] + [fmt.format(*line) for line in lines]
     tail = [f"sig. = differs from the best at Holm-corrected p < {ALPHA} with a 95% CI excluding 0"]
-    return "\n".join([head, *body, *tail, *ranking.get("notes", [])])
+    return "\n".join([head, *body, *tail, *ranking.get("notes", []), *regime_lines(ranking)])
 
 
 def _count(value) -> str:

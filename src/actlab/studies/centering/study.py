@@ -25,6 +25,14 @@ one point means a rate fixed a priori for every activation). Tuning per activati
 comparison from handicapping one activation with a rate chosen for another, and the held-out
 seed keeps the selection's noise out of the paired tests.
 
+The regime rule (analysis/regime.py): every setting also trains its reference, the same model
+with GELU (the GPT's FFN; the MLP's hidden layers, under the He init it gets by default), at the
+same size, optimizer, steps and seeds, its rate tuned from the same grid on the same tuning
+seed. Its median final loss against the corpus's trigram baseline says whether the setting's
+models have learned more than a table of counts; a setting that has not can neither support
+nor refute the claim. The GELU runs enter no comparison: they are the regime check and a row
+of the baseline table only.
+
 One run is `runs.run_one`; figures live in `figures.py`; the analysis here
 and the figures read only what `run_grid` returned.
 """
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import math
 
+from actlab.analysis import regime
 from actlab.analysis.numbers import finite_mean, num
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
@@ -47,11 +56,18 @@ ACTS = ("sigmoid", "sigmoid_centered", "tanh")
 MODELS = ("mlp", "gpt")
 OPTIMIZERS = ("sgd", "adamw")
 SETTINGS = tuple(f"{m}/{o}" for m in MODELS for o in OPTIMIZERS)
+# Every setting also trains the regime reference; it never enters the comparisons.
+REF = regime.REFERENCE_ACT
+RUN_ACTS = (*ACTS, REF)
+OUT = "out of regime"  # a setting's outcome when its reference is not below the trigram
 
 # A final-loss difference inside ±MARGIN nats counts as no practical difference: 1% in
 # perplexity is about the seed-to-seed spread of these small runs, and far below what
 # "slowing convergence" would have to mean to matter when choosing an activation.
 MARGIN = 0.01
+
+# What would bring a setting into regime, named by this study's presets (smoke, quick, full).
+HINT = "train longer, e.g. --preset full"
 
 # Written before any run of this study and never adjusted after (see `decide`).
 RULE = (
@@ -64,11 +80,19 @@ RULE = (
     "SUPPORTED: mechanism and 'worse' in all four settings. SUPPORTED WITH CAVEAT: 'worse' in "
     "at least one setting but not SUPPORTED. NOT SUPPORTED: 'worse' nowhere, and 'better' "
     "somewhere or 'equivalent' everywhere. INCONCLUSIVE: otherwise (unresolved without a "
-    "significant difference either way)."
+    "significant difference either way). " + regime.RULE + " Here each setting is judged "
+    "on its own; its reference is the same model with GELU (for the MLP: GELU hidden layers and "
+    "a softmax head), same size, optimizer, steps and evaluation seeds, its learning rate tuned "
+    "from the same grid on the same tuning seed, and it enters no comparison. A setting out of "
+    f"regime has the outcome '{OUT}', which is none of 'worse', 'better' or 'equivalent': it "
+    "supports and refutes nothing, so SUPPORTED and 'equivalent everywhere' need all four "
+    "settings in regime, 'worse' and 'better' count only in settings in regime, and with every "
+    "setting out of regime the verdict is INCONCLUSIVE."
 )
 
 # Sizes per preset. quick: under three minutes on two busy CPU cores (run_grid runs one
-# single-threaded job per core). full: GPU-sized; its grids reach past the rates quick chose.
+# single-threaded job per core) for the three compared activations, and a third more for the
+# GELU reference. full: GPU-sized; its grids reach past the rates quick chose.
 PRESETS = {
     "smoke": dict(
         seeds=(0, 1), every=2,
@@ -105,7 +129,7 @@ def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str)
 
 
 def tune_jobs(preset: dict) -> list[dict]:
-    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune") for s in SETTINGS for a in ACTS
+    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune") for s in SETTINGS for a in RUN_ACTS
             for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
 
 
@@ -113,12 +137,12 @@ def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
     """{setting: {act: lr}}: the lowest final loss on the tuning seed (a diverged run counts
     as +inf; ties go to the smaller rate); a one-point grid is its own choice."""
     best = common.pick_lrs(tuned, lambda p: (f"{p['model']}/{p['optimizer']}", p["act"]),
-                           {(s, a): preset["lrs"][s] for s in SETTINGS for a in ACTS})
-    return {s: {a: best[(s, a)]["lr"] for a in ACTS} for s in SETTINGS}
+                           {(s, a): preset["lrs"][s] for s in SETTINGS for a in RUN_ACTS})
+    return {s: {a: best[(s, a)]["lr"] for a in RUN_ACTS} for s in SETTINGS}
 
 
 def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
-    return [_job(preset, s, a, lrs[s][a], seed, "eval") for s in SETTINGS for a in ACTS
+    return [_job(preset, s, a, lrs[s][a], seed, "eval") for s in SETTINGS for a in RUN_ACTS
             for seed in preset["seeds"]]
 
 
@@ -132,9 +156,17 @@ def _paired(runs: dict, a: str, b: str, key) -> dict:
     return paired_test([x for x, _ in pairs], [y for _, y in pairs])
 
 
-def setting_evidence(results: list[dict], setting: str) -> dict:
-    """The numbers of one (model, optimizer) from stored evaluation results."""
-    runs: dict[str, dict[int, dict]] = {a: {} for a in ACTS}
+def hint_for(preset_name: str) -> str:
+    """The out-of-regime advice for a run of `preset_name`."""
+    return "train longer than the full preset" if preset_name == "full" else HINT
+
+
+def setting_evidence(results: list[dict], setting: str, baselines: dict | None,
+                     hint: str = HINT) -> dict:
+    """The numbers of one (model, optimizer) from stored evaluation results, with its regime
+    (the GELU reference's median final loss against `baselines`, the corpus's n-gram losses)
+    and every activation's final loss against each baseline."""
+    runs: dict[str, dict[int, dict]] = {a: {} for a in RUN_ACTS}
     for r in results:
         p = r["params"]
         if p["phase"] == "eval" and f"{p['model']}/{p['optimizer']}" == setting:
@@ -148,16 +180,42 @@ def setting_evidence(results: list[dict], setting: str) -> dict:
         "act_mean": lambda r: finite_mean(r.get("act_mean")),
     }
     ev: dict = {"lr": {a: next(iter(runs[a].values()))["params"]["lr"] if runs[a] else None
-                       for a in ACTS},
+                       for a in RUN_ACTS},
                 # diverged, or failed with an error (run_grid records those as outcome "error")
                 "not_completed": {a: sum(r.get("outcome") != "completed" for r in runs[a].values())
-                                  for a in ACTS}}
+                                  for a in RUN_ACTS}}
     for name, key in measures.items():
-        ev[name] = {a: mean_ci([key(r) for r in runs[a].values()]) for a in ACTS}
+        # the reference's final loss belongs to the baseline table; its probes to nothing
+        acts = RUN_ACTS if name == "final_loss" else ACTS
+        ev[name] = {a: mean_ci([key(r) for r in runs[a].values()]) for a in acts}
     for name in ("final_loss", "mean_train_loss", "coherence", "straightness"):
         ev[f"{name}_diff"] = _paired(runs, "sigmoid", "sigmoid_centered", measures[name])
     ev["final_loss_diff_vs_tanh"] = _paired(runs, "sigmoid", "tanh", measures["final_loss"])
+    finals = {a: [r.get("final_loss") for r in runs[a].values()] for a in RUN_ACTS}
+    ev["regime"] = regime.regime(finals[REF], baselines, hint)
+    ev["vs_baselines"] = regime.versus_baselines(finals, baselines)
     return ev
+
+
+def all_settings(results: list[dict], baselines: dict | None, hint: str = HINT) -> dict:
+    """{setting: evidence} with each setting's loss outcome and mechanism, as run() stores it."""
+    settings = {s: setting_evidence(results, s, baselines, hint) for s in SETTINGS}
+    for ev in settings.values():
+        ev["loss_outcome"] = loss_outcome(ev["final_loss_diff"])
+        ev["mechanism"] = mechanism(ev)
+        ev["rule_outcome"] = rule_outcome(ev)
+    return settings
+
+
+def in_regime(ev: dict) -> bool:
+    """Whether a setting's evidence records its reference below the trigram baseline (a setting
+    with no regime check recorded has not shown it, so it is out)."""
+    return bool((ev.get("regime") or {}).get("in_regime"))
+
+
+def rule_outcome(ev: dict) -> str:
+    """The outcome RULE reads: the loss outcome in regime, OUT otherwise."""
+    return loss_outcome(ev["final_loss_diff"]) if in_regime(ev) else OUT
 
 
 def loss_outcome(diff: dict, margin: float = MARGIN) -> str:
@@ -180,15 +238,18 @@ def mechanism(ev: dict) -> bool:
 
 def decide(settings: dict[str, dict]) -> str:
     """Apply RULE to {setting: evidence}; reads coherence_diff, straightness_diff and
-    final_loss_diff (each a paired_test dict) of every setting.
+    final_loss_diff (each a paired_test dict) and the regime of every setting.
 
     Why this shape: the claim has a mechanism part (positive outputs -> single-signed update
     rows -> a less straight path) and an outcome part (slower convergence). The article states
     both without conditions, so SUPPORTED needs both everywhere; a penalty in only some settings
     (e.g. SGD but not AdamW, whose per-coordinate scaling can undo a shared sign) is the caveat;
     a significant reversal anywhere, or equivalence everywhere, contradicts a general claim.
+    A setting out of regime has the outcome OUT, which matches none of 'worse', 'better' or
+    'equivalent': models no better than a trigram table say nothing about the claim, so they
+    can neither complete an "everywhere" nor supply a penalty or a reversal.
     """
-    outcomes = {s: loss_outcome(ev["final_loss_diff"]) for s, ev in settings.items()}
+    outcomes = {s: rule_outcome(ev) for s, ev in settings.items()}
     worse = [s for s, o in outcomes.items() if o == "worse"]
     if worse and len(worse) == len(outcomes) and all(mechanism(ev) for ev in settings.values()):
         return SUPPORTED
@@ -205,6 +266,36 @@ def _fmt(d: dict, digits: int = 3) -> str:
     return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
+def _reason(ev: dict) -> str:
+    return (ev.get("regime") or {}).get("reason") or "no regime check recorded"
+
+
+def _joint_regime(settings: dict) -> dict:
+    """One regime dict for settings that are all out: each setting's reason, the hint they
+    share (the text after the last ': ') said once at the end."""
+    reasons = {s: _reason(ev) for s, ev in settings.items()}
+    tail = ": " + next(iter(reasons.values())).rpartition(": ")[2]
+    if all(r.endswith(tail) for r in reasons.values()):
+        joined = "; ".join(f"{s} {r[: -len(tail)]}" for s, r in reasons.items()) + tail
+    else:
+        joined = "; ".join(f"{s} {r}" for s, r in reasons.items())
+    return {"in_regime": False, "reason": joined}
+
+
+def summary_line(settings: dict) -> str:
+    """The verdict table's line: sigmoid - centred in each setting in regime, the reason for
+    each one out of it, and no ranking at all when every setting is out."""
+    if not any(in_regime(ev) for ev in settings.values()):
+        return regime.out_of_regime_summary(_joint_regime(settings))
+    parts = [f"{s} {_fmt(ev['final_loss_diff'])} ({ev['loss_outcome']})" if in_regime(ev)
+             else f"{s} {OUT} ({_reason(ev)})"
+             for s, ev in settings.items()]
+    coh = settings["mlp/sgd"]["coherence"]
+    return ("sigmoid - centred final loss: " + "; ".join(parts) +
+            f"; coherence {num(coh['sigmoid']['mean']):.2f} vs "
+            f"{num(coh['sigmoid_centered']['mean']):.2f}")
+
+
 def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
     out = [
         "Sign coherence of sigmoid is 1 by construction (all inputs of the consuming layer are "
@@ -213,6 +304,9 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
         "the same functions: differences are optimisation only.",
         "tanh has 4x sigmoid's slope at 0; sigmoid vs tanh mixes centring with slope "
         "(reported, not used by the rule).",
+        f"The GELU runs of each setting are its regime reference ({regime.REFERENCE}; for the "
+        "MLP, GELU hidden layers and a softmax head) and a row of the baseline table; they "
+        "enter no comparison.",
         "Learning rate per activation: best of a small grid on a held-out tuning seed"
         if any(len(v) > 1 for v in preset["lrs"].values()) else
         "One learning rate per (model, optimizer), fixed a priori for every activation",
@@ -225,7 +319,12 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
         edge = [a for a, lr in ev["lr"].items() if len(grid) > 1 and lr in (grid[0], grid[-1])]
         if edge:
             out.append(f"{s}: the learning rate chosen for {', '.join(edge)} lies at the edge of "
-                       f"the grid {list(grid)}; a wider grid might change that comparison.")
+                       f"the grid {list(grid)}; a wider grid might change that comparison"
+                       f"{' or the regime check' if REF in edge else ''}.")
+        if not in_regime(ev):
+            out.append(f"{s}: {OUT} ({_reason(ev)}); its comparison counts for no verdict.")
+            continue
+        out += [f"{s}: {note}" for note in regime.findings(ev["vs_baselines"], ev["regime"])]
         d = ev["final_loss_diff"]
         if ev["loss_outcome"] in ("worse", "better") and abs(num(d.get("diff"))) < MARGIN:
             out.append(f"{s}: sigmoid is significantly {ev['loss_outcome']} but by less than "
@@ -249,19 +348,16 @@ def run(preset: str = "quick", out_dir="results/centering", progress: bool = Tru
     tuned = run_grid(STUDY, tune_jobs(cfg), run_one, out_dir, progress=progress)
     lrs = pick_lrs(cfg, tuned)
     results = run_grid(STUDY, eval_jobs(cfg, lrs), run_one, out_dir, progress=progress)
-    settings = {s: setting_evidence(results, s) for s in SETTINGS}
-    for ev in settings.values():
-        ev["loss_outcome"] = loss_outcome(ev["final_loss_diff"])
-        ev["mechanism"] = mechanism(ev)
+    # The MLP task reads the same corpus, split and character tokenizer as the GPT, so one
+    # set of baselines serves every setting.
+    baselines = common.gpt_data(cfg["gpt"]["block_size"]).baselines()
+    settings = all_settings(results, baselines, hint_for(preset))
     verdict = decide(settings)
     figures = draw_all(results, settings, out_dir, ACTS)
-    summary = "sigmoid - centred final loss: " + "; ".join(
-        f"{s} {_fmt(ev['final_loss_diff'])} ({ev['loss_outcome']})" for s, ev in settings.items())
-    coh = settings["mlp/sgd"]["coherence"]
-    summary += (f"; coherence {num(coh['sigmoid']['mean']):.2f} vs "
-                f"{num(coh['sigmoid_centered']['mean']):.2f}")
     evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": common.TUNE_SEED,
-                "lr_grid": {s: list(v) for s, v in cfg["lrs"].items()}, "settings": settings}
+                "lr_grid": {s: list(v) for s, v in cfg["lrs"].items()}, "baselines": baselines,
+                "reference": {"act": REF, "what": regime.REFERENCE, "bar": regime.BAR},
+                "settings": settings}
     return Verdict(claim="C2", quote=CLAIMS["C2"].quote, rule=RULE, verdict=verdict,
                    evidence=evidence, figures=figures, preset=preset, study=STUDY,
-                   summary=summary, caveats=_caveats(settings, preset, cfg))
+                   summary=summary_line(settings), caveats=_caveats(settings, preset, cfg))

@@ -28,8 +28,14 @@ a tuning seed that is never an evaluation seed, so selection noise stays out of 
 For sigmoid attention each run stores the mean attention-row sum per query position at
 initialisation and at the end (a softmax row sums to 1 by construction), computed with the
 model's own `sigmoid_attention` applied to a vector of ones; for the output gate it stores
-the mean gate value. One run is `runs.train_variant`; figures live in `figures.py`,
-and both this module and they read only what run_grid stored.
+the mean gate value. One run is `runs.train_variant`; figures live in `figures.py`, the
+verdict's words in `words.py`, and all of them read only what run_grid stored (and the corpus
+baselines).
+
+The regime rule (analysis/regime.py) applies to the study as a whole: its reference is the
+plain GELU variant (GELU FFN, softmax attention, softmax head), which every family already
+compares against, and unless its median final loss is below the corpus's trigram baseline the
+models have not learned more than a table of counts and no role is judged.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import time
 
 import numpy as np
 
+from actlab.analysis import regime
 from actlab.analysis.numbers import num
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
@@ -46,6 +53,7 @@ from actlab.analysis.stats import mean_ci, paired_test
 from actlab.studies import common
 from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.gates.runs import train_variant
+from actlab.studies.gates.words import caveats, summary_line
 from actlab.engine.sweep import run_grid
 
 STUDY = "gates"
@@ -108,8 +116,14 @@ RULE = (
     "SUPPORTED if both gate roles WORK and both non-gate roles FAIL. SUPPORTED WITH CAVEAT if "
     "both gate roles WORK and at least one non-gate role WORKS ('only' is too strong). "
     "INCONCLUSIVE otherwise. 'Helps' (hi < 0) is reported for each gate; it does not change "
-    "the verdict."
+    "the verdict. " + regime.RULE + " Here one regime holds for the whole study: the reference "
+    "is the plain GELU variant (the reference of the FFN, attention and unmatched output-gate "
+    "comparisons), and out of regime the verdict is INCONCLUSIVE whatever the roles' statuses."
 )
+
+REF = "gelu"  # VARIANTS["gelu"]: GELU FFN, softmax attention, 4x MLP; the regime reference
+# What would bring the study into regime, named by its presets (smoke, quick, full).
+HINT = "train longer, e.g. --preset full"
 
 # Sizes per preset. quick: about two minutes of two CPU cores (one single-threaded run per
 # core; the sum of the runs' CPU seconds is stored so that can be checked on a busy machine).
@@ -233,8 +247,9 @@ def classify(comp: dict, tol: float = TOL) -> str:
     return UNCLEAR
 
 
-def decide(statuses: dict[str, str]) -> str:
-    """Apply RULE to {role: works|fails|unclear} for GATE_ROLES and OTHER_ROLES.
+def decide(statuses: dict[str, str], reg: dict | None = None) -> str:
+    """Apply RULE to {role: works|fails|unclear} for GATE_ROLES and OTHER_ROLES and the study's
+    regime (analysis.regime.regime; None judges the statuses alone).
 
     Why this shape: the article's sentence has two parts. "Survives in gates" is a claim of
     usability, so a gate role is judged by non-inferiority (within TOL of, or better than,
@@ -250,8 +265,11 @@ def decide(statuses: dict[str, str]) -> str:
     gates is reported but not judged: SwiGLU and GEGLU gate too (SwiGLU's gate is x*sigma(x)),
     and the claim is about whether sigmoid is usable, not whether it is the best gate. A
     divergence is an outcome of the role, so it counts as failing. Anything else (an interval
-    too wide to place on either side of TOL) is INCONCLUSIVE.
+    too wide to place on either side of TOL) is INCONCLUSIVE, and so is every outcome of
+    models that have not beaten a trigram table: they say nothing about transformers.
     """
+    if reg is not None and not reg["in_regime"]:
+        return INCONCLUSIVE
     gates = [statuses[k] for k in GATE_ROLES]
     others = [statuses[k] for k in OTHER_ROLES]
     if FAILS in gates:
@@ -264,14 +282,26 @@ def decide(statuses: dict[str, str]) -> str:
     return INCONCLUSIVE
 
 
-def apply_rule(comparisons: dict[str, dict], tol: float = TOL) -> tuple[str, dict[str, str]]:
-    """(verdict, {role: status}) from comparison dicts with lo, hi and diverged_only."""
+def apply_rule(comparisons: dict[str, dict], tol: float = TOL,
+               reg: dict | None = None) -> tuple[str, dict[str, str]]:
+    """(verdict, {role: status}) from comparison dicts with lo, hi and diverged_only, and the
+    regime (None: the comparisons alone)."""
     statuses = {k: classify(comparisons[k], tol) for k in (*GATE_ROLES, *OTHER_ROLES)}
-    return decide(statuses), statuses
+    return decide(statuses, reg), statuses
 
 
-def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
+def hint_for(preset_name: str) -> str:
+    """The out-of-regime advice for a run of `preset_name`."""
+    return "train longer than the full preset" if preset_name == "full" else HINT
+
+
+def evidence_from(results: list[dict], preset: dict, lrs: dict, baselines: dict | None,
+                  hint: str = HINT) -> dict:
+    """Everything the verdict reads, from stored results and the corpus's n-gram baselines:
+    the comparisons and their statuses, the regime and each variant against each baseline."""
     runs = by_variant(results)
+    finals = {v: [r.get("final_loss") for r in runs[v].values()] for v in VARIANTS}
+    reg = regime.regime(finals[REF], baselines, hint)
     comparisons = {}
     for name, (variant, reference, role) in COMPARISONS.items():
         comp = {**compare_variants(runs, variant, reference), "role": role,
@@ -279,10 +309,12 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
         comp["status"] = classify(comp)
         comp["helps"] = num(comp["hi"]) < 0
         comparisons[name] = comp
-    verdict, statuses = apply_rule(comparisons)
+    verdict, statuses = apply_rule(comparisons, reg=reg)
     cpu = [num(r.get("cpu_seconds")) for r in results]
     return {
         "verdict": verdict, "statuses": statuses, "tolerance": TOL,
+        "baselines": baselines, "regime": reg,
+        "vs_baselines": regime.versus_baselines(finals, baselines),
         "metric": "final validation loss, nats per character (bundled corpus, char tokenizer)",
         "seeds": list(preset["seeds"]), "tune_seed": common.TUNE_SEED if len(preset["lrs"]) > 1 else None,
         "lr_grid": list(preset["lrs"]), "lrs": lrs, "size": preset["size"],
@@ -292,51 +324,6 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict) -> dict:
         "comparisons": comparisons,
         "cpu_seconds_total": float(np.nansum(cpu)) if cpu else 0.0,
     }
-
-
-# -- the verdict's words, from the evidence ----------------------------------------------------
-
-def _fmt(c: dict) -> str:
-    return f"{num(c['diff']):+.3f} [{num(c['lo']):+.3f}, {num(c['hi']):+.3f}]"
-
-
-def summary_line(ev: dict) -> str:
-    """One line for the verdict table: the rule's four roles and the no-bias ablation."""
-    c = ev["comparisons"]
-    parts = [("GLU-GELU", "glu_vs_gelu"), ("σ out-gate-matched", "out_gate_vs_matched"),
-             ("σ FFN-GELU", "sigmoid_ffn_vs_gelu"), ("σ attn-softmax", "sigmoid_attn_vs_softmax"),
-             ("no-bias σ attn-softmax", "sigmoid_attn_nobias_vs_softmax")]
-    text = "; ".join(f"{label} {_fmt(c[k])} ({c[k]['status']}{', helps' if c[k]['helps'] else ''})"
-                     for label, k in parts)
-    return f"final val loss diffs (nats, 95% CI): {text}"
-
-
-def caveats(ev: dict, preset_name: str) -> list[str]:
-    """What limits the verdict: learning-rate policy, parameter counts, what is not tested."""
-    v, c = ev["variants"], ev["comparisons"]
-    out = [
-        ("Learning rate per variant: best of a small grid on a held-out tuning seed."
-         if len(ev["lr_grid"]) > 1 else
-         f"One learning rate ({ev['lr_grid'][0]:g}) shared by every variant, fixed before the "
-         "runs; a variant whose best rate lies elsewhere is handicapped (the full preset tunes "
-         "per variant)."),
-        f"Output gate: {v['out_gate']['n_params']} parameters vs {v['gelu']['n_params']} for the "
-        f"plain softmax model; the rule compares it with the param-matched 4.5x MLP model "
-        f"({v['gelu_wide']['n_params']}). Unmatched: {_fmt(c['out_gate_vs_softmax'])}.",
-        "GLU vs the other gates is reported, not judged: SwiGLU's gate is itself x·σ(x), so "
-        f"sigmoid sits inside the modern default too (GLU-SwiGLU {_fmt(c['glu_vs_swiglu'])}).",
-        "Not tested: sigmoid expert routing (DeepSeek-V3); LSTMs.",
-        "One corpus (Shakespeare, characters) and small models; orderings can change with scale.",
-    ]
-    for name, var in v.items():
-        if var["diverged"] or var["errors"]:
-            out.append(f"{name}: {var['diverged']} diverged, {var['errors']} failed run(s) of "
-                       f"{var['seeds']} (left out of the paired tests; a divergence counts as a "
-                       "failure of the role).")
-    if preset_name != "full":
-        out.append(f"Preset {preset_name!r}: tiny models and short runs, so the final loss also "
-                   "measures early training speed; the full preset is the one to quote.")
-    return out
 
 
 @register_study(STUDY, "C5")
@@ -349,7 +336,8 @@ def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = 
     tuned = run_grid(STUDY, tune_jobs(cfg), train_variant, out_dir, progress=progress)
     lrs = pick_lrs(cfg, tuned)
     results = run_grid(STUDY, eval_jobs(cfg, lrs), train_variant, out_dir, progress=progress)
-    ev = evidence_from(results, cfg, lrs)
+    ev = evidence_from(results, cfg, lrs, common.gpt_data(cfg["size"]["block_size"]).baselines(),
+                       hint_for(preset))
     figures = draw_all(results, ev, out_dir, FAMILIES)
     return Verdict(claim="C5", quote=CLAIMS["C5"].quote, rule=RULE, verdict=ev["verdict"],
                    evidence=ev, figures=figures, preset=preset, study=STUDY,

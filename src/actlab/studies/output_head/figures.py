@@ -63,10 +63,12 @@ def sum_p(groups: list[dict], per_vocab: list[dict], path: Path) -> str:
     return save(fig, path)
 
 
-def loss_vs_vocab(per_vocab: list[dict], gap_tol: float, path: Path) -> str:
+def loss_vs_vocab(per_vocab: list[dict], gap_tol: float, path: Path,
+                  bars: list[dict | None] | None = None) -> str:
     """Validation nats per byte vs V: softmax, renormalised sigmoid (95% CI over seeds), and
-    the unnormalised sigmoid -log p_y; beside it the relative gap against the tolerance
-    `gap_tol` (the study's GAP_TOL)."""
+    the unnormalised sigmoid -log p_y, with each size's trigram baseline per byte where `bars`
+    (per size, {"trigram": ...} or None) gives it; beside it the relative gap against the
+    tolerance `gap_tol` (the study's GAP_TOL)."""
     fig, axes = new_figure(ncols=2, width=5.0, height=3.6)
     ax, ax2 = axes[0]
     xs = np.asarray([v["vocab_size"] for v in per_vocab], dtype=float)
@@ -78,6 +80,9 @@ def loss_vs_vocab(per_vocab: list[dict], gap_tol: float, path: Path) -> str:
         hi = np.asarray([c["hi"] if _ok(c["hi"]) else c["mean"] for c in ci], dtype=float)
         ax.errorbar(xs, m, yerr=[m - lo, hi - m], fmt=style, capsize=3, label=label,
                     color=COLORS.get(key, "black"))
+    tri = np.asarray([b["trigram"] if b else np.nan for b in bars or []], dtype=float)
+    if tri.size and np.isfinite(tri).any():  # the regime bar of each size's softmax head
+        ax.plot(xs, tri, "x--", color="grey", label="trigram baseline (per byte)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("vocabulary size V")
     ax.set_ylabel("validation nats per byte")
@@ -180,12 +185,14 @@ def _vocab_colors(n: int) -> list:
     return [cmap(0.1 + 0.75 * i / max(n - 1, 1)) for i in range(n)]
 
 
-def draw_all(out: Path, groups: list[dict], per_vocab: list[dict], gap_tol: float) -> list[str]:
-    """The study's four figures; returns paths relative to `out`."""
+def draw_all(out: Path, groups: list[dict], per_vocab: list[dict], gap_tol: float,
+             bars: list[dict | None] | None = None) -> list[str]:
+    """The study's four figures (bars: each size's baselines per byte, or None); returns paths
+    relative to `out`."""
     fig_dir = out / "figures"
     paths = [
         sum_p(groups, per_vocab, fig_dir / "sum_p.png"),
-        loss_vs_vocab(per_vocab, gap_tol, fig_dir / "nats_per_byte.png"),
+        loss_vs_vocab(per_vocab, gap_tol, fig_dir / "nats_per_byte.png", bars),
         reliability(groups, fig_dir / "reliability.png"),
         training(groups, fig_dir / "training.png"),
     ]

@@ -140,15 +140,27 @@ def _config(params: dict):
     return TrainConfig.from_dict(keys)
 
 
+def _data(cfg):
+    from actlab.data import prepare
+
+    return prepare(cfg.data, cfg.tokenizer, cfg.model.block_size, vocab_size=cfg.bpe_vocab,
+                   val_fraction=cfg.val_fraction)
+
+
+def data_baselines(params: dict) -> dict:
+    """The n-gram baselines (nats per token, DataBundle.baselines) of the data that head_job
+    trains on for these params: the same corpus, tokenizer and split."""
+    return _data(_config(params)).baselines()
+
+
 def head_job(params: dict) -> dict:
     """Train one GPT with the given head; measure it on fixed validation batches."""
-    from actlab.data import eval_batches, load_corpus, prepare
+    from actlab.data import eval_batches, load_corpus
     from actlab.training.loop import train
 
     cpu0 = time.process_time()  # CPU time: comparable across runs on a shared machine
     cfg = _config(params)
-    data = prepare(cfg.data, cfg.tokenizer, cfg.model.block_size, vocab_size=cfg.bpe_vocab,
-                   val_fraction=cfg.val_fraction)
+    data = _data(cfg)
     text, _ = load_corpus(cfg.data)  # chars/token of the validation split, as prepare() cut it
     val_chars = len(text) - int(len(text) * (1.0 - cfg.val_fraction))
     nbytes = token_bytes(data.tokenizer)

@@ -24,6 +24,10 @@ that practitioners act on (Shazeer 2020, Table 1, in actlab.article.references: 
 below ReLU); a head within it "works" as a scorer. A mean |Σp - 1| of 0.05 loses or invents
 5% of the probability mass per position: above it the outputs "don't sum to 1" in a way a
 reader of them would see.
+
+The regime rule (analysis.regime), per vocabulary size: a size speaks about the heads only once
+its softmax-head runs (GELU FFN, softmax attention: the reference configuration) beat the
+trigram baseline of that size's own tokenizer, converted to nats per byte (`regimes.py`).
 Measurement and one run: `runs.py`; figures: `figures.py`; the analysis
 here and the figures read only what `run_grid` returned.
 """
@@ -32,12 +36,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from actlab.analysis import regime
 from actlab.analysis.numbers import finite_mean, is_finite
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci
 from actlab.studies.base import Verdict, check_preset, register_study
-from actlab.studies.output_head.runs import head_job
+from actlab.studies.output_head.regimes import regime_notes, size_regimes
+from actlab.studies.output_head.runs import data_baselines, head_job
 from actlab.engine.sweep import run_grid
 
 STUDY = "output-head"
@@ -57,8 +63,16 @@ RULE = (
     f"or the sums stay near 1); or gap CI upper bound < {GAP_TOL:.0%} (renormalised, sigmoid "
     f"works as a scorer) with off > {SUM_TOL} (it is not a distribution). NOT SUPPORTED: gap "
     f"CI upper bound < {GAP_TOL:.0%} and off <= {SUM_TOL}. INCONCLUSIVE: otherwise, including "
-    "fewer than 2 finite seed pairs at V_max."
+    "fewer than 2 finite seed pairs at V_max. " + regime.RULE + " Here a setting is one "
+    "vocabulary size: its reference is its softmax-head run (GELU FFN, softmax attention), its "
+    "baselines are those of its own tokenizer, converted to nats per byte with the factor of the "
+    "study's own losses (divided by the bytes per token of the evaluated validation tokens). A "
+    "size out of regime neither supports nor refutes: gap, off, divergences and slope count only "
+    "the sizes in regime, and the verdict is INCONCLUSIVE when V_max is out of regime."
 )
+# What to do about a setting out of regime, per preset (analysis.regime.HINT names no C4 preset).
+HINTS = {"smoke": "train longer, e.g. --preset quick", "quick": "train longer, e.g. --preset full",
+         "full": "train longer than the full preset"}
 
 # Sizes per preset. quick: about two minutes of CPU on two cores (18 single-threaded runs,
 # dominated by the 4096-way head); full: GPU-sized, vocabularies up to 16k.
@@ -100,13 +114,17 @@ def _npb(result: dict, key: str = "nats_per_byte") -> float:
     return _final(result, key) if result.get("outcome") == "completed" else math.nan
 
 
+def vocab_label(tokenizer: str, vocab: int) -> str:
+    return f"{tokenizer}-{vocab}" if vocab else tokenizer
+
+
 def group(results: list[dict]) -> list[dict]:
     """[{label, tokenizer, vocab, vocab_size, runs: {head: {seed: result}}}], smallest V first."""
     out: dict[tuple, dict] = {}
     for r in results:
         p = r["params"]
         g = out.setdefault((p["tokenizer"], p["vocab"]), {
-            "label": f"{p['tokenizer']}-{p['vocab']}" if p["vocab"] else p["tokenizer"],
+            "label": vocab_label(p["tokenizer"], p["vocab"]),
             "tokenizer": p["tokenizer"], "vocab": p["vocab"], "vocab_size": None, "runs": {}})
         g["runs"].setdefault(p["head"], {})[p["seed"]] = r
         if r.get("vocab_size"):
@@ -166,9 +184,30 @@ def gap_slope(per_vocab: list[dict]) -> dict:
                               for g in v["gap_rel"]["per_seed"] if g is not None)
 
 
+# -- the regime rule, one vocabulary size at a time --------------------------------------------
+
+def decision_inputs(per_vocab: list[dict], regs: dict[str, dict] | None = None) -> dict:
+    """What `decide` takes. With `regs` (size_regimes) only the sizes in regime count towards
+    the slope and the divergences, and "regime" says whether V_max, where gap and off are
+    measured, is in regime; without, every size counts."""
+    inside = [v for v in per_vocab if regs is None or regs[v["label"]]["regime"]["in_regime"]]
+    top = per_vocab[-1]
+    ev = {"gap": {k: top["gap_rel"][k] for k in ("mean", "lo", "hi", "n")}, "slope": gap_slope(inside),
+          "off": top["sum_p"]["sigmoid"]["mean_abs_dev"],
+          "diverged": {h: sum(v["diverged"][h] for v in inside) for h in HEADS}}
+    if regs is not None:
+        labels = [v["label"] for v in inside]
+        top_reg = regs[top["label"]]["regime"]
+        ev["regime"] = {"in_regime": top_reg["in_regime"], "reason": top_reg["reason"],
+                        "largest_vocab": top["label"], "sizes_in_regime": labels,
+                        "sizes_out": [v["label"] for v in per_vocab if v["label"] not in labels]}
+    return ev
+
+
 def decide(ev: dict) -> tuple[str, str]:
     """The rule (RULE) on {"gap": mean_ci of the relative gap at V_max, "slope": gap_slope,
-    "off": mean |Σp - 1| of the sigmoid head at V_max, "diverged": {head: runs}}.
+    "off": mean |Σp - 1| of the sigmoid head at V_max, "diverged": {head: runs}} and, where
+    known, "regime" (decision_inputs): V_max out of regime is INCONCLUSIVE whatever the rest.
 
     Why this rule: "fails ... unstable" is a claim about quality and stability, so it needs a
     material, resolved penalty (or divergence); the article ties it to large vocabularies, so
@@ -176,6 +215,16 @@ def decide(ev: dict) -> tuple[str, str]:
     as the cause, so the sums must actually be off. A sigmoid head that, once renormalised,
     scores within tolerance of softmax "works": that refutes "fails" but not "don't sum to 1".
     """
+    reg = ev.get("regime")
+    if reg is not None and not reg["in_regime"]:
+        return INCONCLUSIVE, f"out of regime at the largest vocabulary: {reg['reason']}"
+    verdict, reason = _decide_heads(ev)
+    if reg is not None and reg["sizes_out"]:
+        reason += f"; left out, out of regime: {', '.join(reg['sizes_out'])}"
+    return verdict, reason
+
+
+def _decide_heads(ev: dict) -> tuple[str, str]:
     g, s, off, div = ev["gap"], ev["slope"], ev["off"], ev["diverged"]
     diverges = div["sigmoid"] > div["softmax"]
     resolved = g["n"] >= 2 and is_finite(g["lo"]) and is_finite(g["hi"])
@@ -212,26 +261,44 @@ def jobs_for(p: dict) -> list[dict]:
 @register_study(STUDY, "C4")
 def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     """Softmax-CE vs sigmoid-BCE output heads as the vocabulary grows: Σp, loss per byte, ECE."""
-    from actlab.data import prepare
     from actlab.studies.output_head import figures as figs
 
     check_preset(preset)
     p, out = PRESETS[preset], Path(out_dir)
-    for tok, vocab in p["vocabs"]:  # train and cache each BPE once, before the workers need it
-        if tok == "bpe":
-            prepare(None, tok, p["model"]["block_size"], vocab_size=vocab)
-    results = run_grid(STUDY, jobs_for(p), head_job, out, progress=progress)
+    jobs = jobs_for(p)
+    # Each size's baselines come from the data its runs train on; preparing it here also
+    # trains and caches each BPE once, before the workers need it.
+    baselines = {}
+    for job in jobs:
+        label = vocab_label(job["tokenizer"], job["vocab"])
+        if label not in baselines:
+            baselines[label] = data_baselines(job)
+    results = run_grid(STUDY, jobs, head_job, out, progress=progress)
     groups = group(results)
     per_vocab = [summarize(g, p["seeds"]) for g in groups]
     top = per_vocab[-1]
-    ev = {"gap": {k: top["gap_rel"][k] for k in ("mean", "lo", "hi", "n")}, "slope": gap_slope(per_vocab),
-          "off": top["sum_p"]["sigmoid"]["mean_abs_dev"],
-          "diverged": {h: sum(v["diverged"][h] for v in per_vocab) for h in HEADS}}
+    losses = [{h: [_npb(r) for r in g["runs"].get(h, {}).values()] for h in HEADS} for g in groups]
+    regs = size_regimes(losses, per_vocab, baselines, HINTS[preset])
+    ev = decision_inputs(per_vocab, regs)
     verdict, reason = decide(ev)
-    figures = figs.draw_all(out, groups, per_vocab, GAP_TOL)
+    figures = figs.draw_all(out, groups, per_vocab, GAP_TOL,
+                            bars=[regs[v["label"]]["baselines_per_byte"] for v in per_vocab])
     evidence = {
         "decision": {**ev, "reason": reason, "largest_vocab": top["label"]},
         "per_vocab": per_vocab,
+        # the regime rule per size: baselines per token of each tokenizer, per byte, the
+        # softmax-head reference against them and each head's loss against them
+        "reference": f"softmax head at each vocabulary size ({regime.REFERENCE}; GELU is the "
+                     "FFN activation every run of this study uses)",
+        "baselines": baselines,
+        "baselines_per_byte": {k: r["baselines_per_byte"] for k, r in regs.items()},
+        "bytes_per_token": {k: r["bytes_per_token"] for k, r in regs.items()},
+        "regime": {k: r["regime"] for k, r in regs.items()},
+        "vs_baselines": {k: r["vs_baselines"] for k, r in regs.items()},
+        "baseline_unit": "baselines: nats per validation token of each size's tokenizer (the "
+                         "whole validation split); baselines_per_byte, regime and vs_baselines: "
+                         "nats per byte, the per-token baselines divided by bytes_per_token of "
+                         "the evaluated validation tokens, the factor of the study's own losses",
         # part (a): does the sigmoid head's distance from a distribution grow with V?
         "sum_p_dev_slope": slope_per_doubling((g["vocab_size"], _final(r, "sum_p", "mean_abs_dev"))
                                               for g in groups for r in g["runs"].get("sigmoid", {}).values()),
@@ -243,10 +310,14 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     }
     return Verdict(claim="C4", quote=CLAIMS["C4"].quote, rule=RULE, verdict=verdict,
                    evidence=evidence, figures=figures, preset=preset, study=STUDY,
-                   summary=_summary(top, ev, reason), caveats=_caveats(p, per_vocab))
+                   summary=_summary(top, ev, reason),
+                   caveats=_caveats(p, per_vocab) + regime_notes(regs))
 
 
 def _summary(top: dict, ev: dict, reason: str) -> str:
+    reg = ev.get("regime")
+    if reg is not None and not reg["in_regime"]:  # no comparison of heads below the count tables
+        return regime.out_of_regime_summary(reg)
     n, s, e = top["nats_per_byte"], top["sum_p"]["sigmoid"], top["ece"]
     g = top["gap_rel"]
     return (f"V={top['vocab_size']}: nats/byte softmax {n['softmax']['mean']:.3f}, sigmoid "
