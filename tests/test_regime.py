@@ -44,3 +44,11 @@ def test_the_report_finds_every_regime_check_in_a_verdicts_evidence():
     assert _regime_line(found[1]) == ("reference 2.600 nats vs unigram 3.300, bigram 2.500, trigram 2.100; "
                                       "out of regime: reference 2.60 nats vs trigram 2.10: train longer, "
                                       "e.g. --preset full")
+
+
+def test_the_report_finds_regimes_kept_per_vocabulary_size():
+    from actlab.report.collect import regimes
+
+    per_size = {"4096": R.regime([1.9], BASE), "256": R.regime([2.6], BASE)}
+    evidence = {"regime": per_size, "decision": {"regime": {"in_regime": False, "sizes_out": ["256"]}}}
+    assert [(g["label"], g["in_regime"]) for g in regimes(evidence)] == [("4096", True), ("256", False)]

@@ -39,17 +39,19 @@ def _runs_summary(study_dir: Path, study: str) -> dict:
     return {"n": len(runs), "outcomes": dict(outcomes), "configs": configs}
 
 
-def regimes(evidence: dict, label: str = "", depth: int = 3) -> list[dict]:
-    """Every regime check a verdict's evidence holds (analysis.regime), labelled by where it
-    sits: the study's own ("") or one per setting ("settings/gpt/adamw", "sizes/4096")."""
+def regimes(evidence: dict, label: str = "", depth: int = 4) -> list[dict]:
+    """Every regime check a verdict's evidence holds (analysis.regime.regime's dicts), labelled
+    by where it sits: "all runs" for the study's own, else its path ("settings/gpt/adamw",
+    "4096" for a study that keeps one per vocabulary size under "regime")."""
     found = []
-    reg = evidence.get("regime")
-    if isinstance(reg, dict) and "in_regime" in reg:
-        found.append({"label": label or "all runs", **reg})
-    if depth:
-        for key, value in evidence.items():
-            if isinstance(value, dict) and key != "regime":
-                found += regimes(value, f"{label}/{key}".strip("/"), depth - 1)
+    for key, value in evidence.items():
+        if not isinstance(value, dict):
+            continue
+        here = label if key == "regime" else f"{label}/{key}".strip("/")
+        if "in_regime" in value and "reference_loss" in value:
+            found.append({"label": here or "all runs", **value})
+        elif depth:
+            found += regimes(value, here, depth - 1)
     return found
 
 
