@@ -305,7 +305,8 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
         f"this preset ranks {len(p['acts'])} of the {len(ACTS)} activations "
         f"({', '.join(p['acts'])}); the rest need a larger budget (--preset full)"]
     out += [
-        f"tiny models ({p['model']['n_layer']} layers, width {p['model']['n_embd']}), "
+        f"tiny models ({p['model']['n_layer']} layer{'s' if p['model']['n_layer'] > 1 else ''}, "
+        f"width {p['model']['n_embd']}), "
         f"character-level Shakespeare, {t['steps']} steps of {t['batch_size']}x"
         f"{p['model']['block_size']} tokens; Shazeer 2020 trained 65,536 steps of T5 on C4",
         f"{len(p['seeds'])} evaluation seeds and {len(p['lrs'])} learning rates per activation",
