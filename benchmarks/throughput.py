@@ -63,6 +63,10 @@ SIZES = {
               warmup=2),
     "M": dict(n_layer=6, n_embd=384, n_head=6, block_size=256, batch=8, rounds=7, steps=1,
               warmup=1),
+    # The quick presets of C3 and C5 (studies/convergence/study.py), run by sweep workers on
+    # one thread each: `--sizes Q --threads 1`.
+    "Q": dict(n_layer=1, n_embd=48, n_head=2, block_size=64, batch=32, rounds=15, steps=10,
+              warmup=5),
 }
 IMPLS = ("actlab", "hf_gelu_new", "hf_gelu_pytorch_tanh", "reference")
 EXTRA_IMPLS = ("actlab_gelu", "actlab_compiled")  # erf GELU; the compiled forward (default)
@@ -217,7 +221,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Training-step throughput (tokens/s) of actlab's GPT vs Hugging Face GPT-2 "
         "and a plain reference GPT, interleaved on identical batches, plus fp32/bf16 GEMM "
         "throughput (GFLOP/s) and MFU. Sizes: S = 4 layers x 128 wide, 4 heads, context 128, "
-        "batch 16; M = 6 x 384, 6 heads, context 256, batch 8; vocabulary 96 for both.",
+        "batch 16; M = 6 x 384, 6 heads, context 256, batch 8; Q (the quick presets of C3 and "
+        "C5) = 1 x 48, 2 heads, context 64, batch 32; vocabulary 96 for all.",
         epilog="Columns: tokens/s = training tokens per second (median step time over rounds); "
         "ms/step; spread = interquartile range / median of the per-round step times; MFU sq / MFU shp / "
         "shp pk = achieved model FLOP/s over the square GEMM peak / the model-shaped GEMMs timed in "
