@@ -123,14 +123,14 @@ def test_reference_above_the_trigram_gives_inconclusive_with_the_reason():
     for ev in settings.values():
         assert ev["loss_outcome"] == "worse" and ev["mechanism"]  # what the runs alone say
         assert not ev["regime"]["in_regime"] and ev["rule_outcome"] == c.OUT
-        assert ev["regime"]["reason"] == f"reference 2.31 nats vs trigram 2.10: {c.HINT}"
+        assert ev["regime"]["reason"] == f"reference 2.31 nats vs trigram 2.10: {regime.HINT}"
         assert ev["vs_baselines"]["gelu"]["below"] == ["unigram", "bigram"]
     assert c.decide(settings) == base.INCONCLUSIVE
     summary = c.summary_line(settings)
     assert summary == regime.out_of_regime_summary(c._joint_regime(settings))
     assert summary.startswith("out of regime (mlp/sgd reference 2.31 nats vs trigram 2.10; "
                               "mlp/adamw reference 2.31 nats")
-    assert summary.endswith(f"gpt/adamw reference 2.31 nats vs trigram 2.10: {c.HINT}): "
+    assert summary.endswith(f"gpt/adamw reference 2.31 nats vs trigram 2.10: {regime.HINT}): "
                             "INCONCLUSIVE, no ranking")  # the shared hint said once
     assert "worse" not in summary and "+0.1" not in summary  # no ranking
     caveats = c._caveats(settings, "quick", c.PRESETS["quick"])

@@ -17,7 +17,7 @@ from actlab.analysis import regime
 from actlab.analysis.numbers import json_safe
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.studies.gates.study import (
-    FAILS, HINT, PRESETS, RULE, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants,
+    FAILS, PRESETS, RULE, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants,
     evidence_from, pick_lrs, run,
 )
 from actlab.studies.gates.words import caveats, summary_line
@@ -77,7 +77,7 @@ def _stored(reference: float) -> list[dict]:
 
 def _evidence(reference: float) -> dict:
     preset = {**PRESETS["quick"], "seeds": SEEDS}
-    return evidence_from(_stored(reference), preset, {v: 1e-2 for v in VARIANTS}, BASE, HINT)
+    return evidence_from(_stored(reference), preset, {v: 1e-2 for v in VARIANTS}, BASE, regime.HINT)
 
 
 def test_regime_rule_is_part_of_the_rule_text():
@@ -89,7 +89,7 @@ def test_reference_above_the_trigram_gives_inconclusive_with_the_reason():
     assert ev["statuses"]["glu_vs_gelu"] == WORKS and ev["statuses"]["sigmoid_ffn_vs_gelu"] == FAILS
     assert apply_rule(ev["comparisons"])[0] == SUPPORTED  # what the comparisons alone say
     assert not ev["regime"]["in_regime"] and ev["verdict"] == INCONCLUSIVE
-    assert ev["regime"]["reason"] == f"reference 2.30 nats vs trigram 2.10: {HINT}"
+    assert ev["regime"]["reason"] == f"reference 2.30 nats vs trigram 2.10: {regime.HINT}"
     assert ev["baselines"] == BASE and ev["vs_baselines"]["gelu"]["below"] == ["unigram", "bigram"]
     line = summary_line(ev)
     assert line == regime.out_of_regime_summary(ev["regime"])

@@ -29,6 +29,11 @@ RULE = (
 HINT = "train longer, e.g. --preset full"
 
 
+def hint_for(preset_name: str) -> str:
+    """The out-of-regime advice for a run of `preset_name`: the full preset names no larger one."""
+    return "train longer than the full preset" if preset_name == "full" else HINT
+
+
 def median_final(losses) -> float:
     """Median of the finite losses (NaN when there is none)."""
     finite = [float(v) for v in losses or [] if v is not None and math.isfinite(float(v))]

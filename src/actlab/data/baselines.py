@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from actlab.data.cache import cache_root
+
 ORDERS = ("unigram", "bigram", "trigram")
 SMOOTHING = "interpolated Kneser-Ney, D = n1 / (n1 + 2 n2) per order"
 RECIPE = "ikn1"  # bump when the method changes: cached values of another recipe are not reused
@@ -118,24 +120,17 @@ def ngram_baselines(train_ids, val_ids, vocab_size: int) -> dict:
     return out
 
 
-def cache_dir() -> Path:
-    """``$ACTLAB_CACHE/baselines`` if ACTLAB_CACHE is set, else ``~/.cache/actlab/baselines``."""
-    root = os.environ.get("ACTLAB_CACHE")
-    if root:
-        return Path(root).expanduser() / "baselines"
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "actlab" / "baselines"
-
-
 def corpus_baselines(data, cache: Path | None = None) -> dict:
-    """ngram_baselines of a prepared DataBundle, cached on disk by corpus hash and tokenizer
-    (the split's token ids are hashed too, so another split or vocabulary never hits)."""
+    """ngram_baselines of a prepared DataBundle, cached on disk (cache_root()/baselines) by
+    corpus hash and tokenizer (the split's token ids are hashed too, so another split or
+    vocabulary never hits)."""
     h = hashlib.sha256()
     for ids in (data.train_ids, data.val_ids):
         ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
         h.update(len(ids).to_bytes(8, "little") + ids.tobytes())  # the split point counts too
     key = f"{data.text_hash[:16]}-{type(data.tokenizer).__name__}-v{data.vocab_size}-" \
           f"{h.hexdigest()[:16]}-{RECIPE}"
-    path = (cache or cache_dir()) / f"{key}.json"
+    path = (cache or cache_root() / "baselines") / f"{key}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

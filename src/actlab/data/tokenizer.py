@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from actlab.data.cache import cache_root
 from actlab.data.corpus import corpus_hash
 from actlab.errors import ActlabError
 
@@ -215,11 +216,7 @@ def _save_ids(ids: np.ndarray, path: Path, vocab_size: int) -> None:
 def default_cache_dir() -> Path:
     """``$ACTLAB_CACHE/tokenizers`` if ACTLAB_CACHE is set, else ``~/.cache/actlab/tokenizers``
     (``$XDG_CACHE_HOME/actlab/tokenizers`` when XDG_CACHE_HOME is set)."""
-    root = os.environ.get("ACTLAB_CACHE")
-    if root:
-        return Path(root).expanduser() / "tokenizers"
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "actlab" / "tokenizers"
+    return cache_root() / "tokenizers"
 
 
 def bpe_cache_name(text: str, vocab_size: int) -> str:

@@ -66,8 +66,6 @@ OUT = "out of regime"  # a setting's outcome when its reference is not below the
 # "slowing convergence" would have to mean to matter when choosing an activation.
 MARGIN = 0.01
 
-# What would bring a setting into regime, named by this study's presets (smoke, quick, full).
-HINT = "train longer, e.g. --preset full"
 
 # Written before any run of this study and never adjusted after (see `decide`).
 RULE = (
@@ -156,13 +154,8 @@ def _paired(runs: dict, a: str, b: str, key) -> dict:
     return paired_test([x for x, _ in pairs], [y for _, y in pairs])
 
 
-def hint_for(preset_name: str) -> str:
-    """The out-of-regime advice for a run of `preset_name`."""
-    return "train longer than the full preset" if preset_name == "full" else HINT
-
-
 def setting_evidence(results: list[dict], setting: str, baselines: dict | None,
-                     hint: str = HINT) -> dict:
+                     hint: str = regime.HINT) -> dict:
     """The numbers of one (model, optimizer) from stored evaluation results, with its regime
     (the GELU reference's median final loss against `baselines`, the corpus's n-gram losses)
     and every activation's final loss against each baseline."""
@@ -197,7 +190,7 @@ def setting_evidence(results: list[dict], setting: str, baselines: dict | None,
     return ev
 
 
-def all_settings(results: list[dict], baselines: dict | None, hint: str = HINT) -> dict:
+def all_settings(results: list[dict], baselines: dict | None, hint: str = regime.HINT) -> dict:
     """{setting: evidence} with each setting's loss outcome and mechanism, as run() stores it."""
     settings = {s: setting_evidence(results, s, baselines, hint) for s in SETTINGS}
     for ev in settings.values():
@@ -351,7 +344,7 @@ def run(preset: str = "quick", out_dir="results/centering", progress: bool = Tru
     # The MLP task reads the same corpus, split and character tokenizer as the GPT, so one
     # set of baselines serves every setting.
     baselines = common.gpt_data(cfg["gpt"]["block_size"]).baselines()
-    settings = all_settings(results, baselines, hint_for(preset))
+    settings = all_settings(results, baselines, regime.hint_for(preset))
     verdict = decide(settings)
     figures = draw_all(results, settings, out_dir, ACTS)
     evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": common.TUNE_SEED,

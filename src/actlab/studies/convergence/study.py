@@ -249,7 +249,8 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
         comparisons[c]["outcome"] = outcome(comparisons[c])
     baselines = prepared(p["train"].get("data"), p["train"].get("tokenizer", "char"),
                          p["model"]["block_size"]).baselines()
-    reg = regime.regime(summary.get(regime.REFERENCE_ACT, {}).get("losses"), baselines)
+    reg = regime.regime(summary.get(regime.REFERENCE_ACT, {}).get("losses"), baselines,
+                        regime.hint_for(preset))
     vs = regime.versus_baselines({a: s["losses"] for a, s in summary.items()}, baselines)
     verdict = decide(comparisons, reg)
 

@@ -122,8 +122,6 @@ RULE = (
 )
 
 REF = "gelu"  # VARIANTS["gelu"]: GELU FFN, softmax attention, 4x MLP; the regime reference
-# What would bring the study into regime, named by its presets (smoke, quick, full).
-HINT = "train longer, e.g. --preset full"
 
 # Sizes per preset. quick: sized to reach the regime on the bundled corpus (the calibration in
 # studies/convergence/study.py, from benchmarks/regime_calibration.py: GELU 1 x 48 at lr 1e-2,
@@ -294,13 +292,8 @@ def apply_rule(comparisons: dict[str, dict], tol: float = TOL,
     return decide(statuses, reg), statuses
 
 
-def hint_for(preset_name: str) -> str:
-    """The out-of-regime advice for a run of `preset_name`."""
-    return "train longer than the full preset" if preset_name == "full" else HINT
-
-
 def evidence_from(results: list[dict], preset: dict, lrs: dict, baselines: dict | None,
-                  hint: str = HINT) -> dict:
+                  hint: str = regime.HINT) -> dict:
     """Everything the verdict reads, from stored results and the corpus's n-gram baselines:
     the comparisons and their statuses, the regime and each variant against each baseline."""
     runs = by_variant(results)
@@ -341,7 +334,7 @@ def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = 
     lrs = pick_lrs(cfg, tuned)
     results = run_grid(STUDY, eval_jobs(cfg, lrs), train_variant, out_dir, progress=progress)
     ev = evidence_from(results, cfg, lrs, common.gpt_data(cfg["size"]["block_size"]).baselines(),
-                       hint_for(preset))
+                       regime.hint_for(preset))
     figures = draw_all(results, ev, out_dir, FAMILIES)
     return Verdict(claim="C5", quote=CLAIMS["C5"].quote, rule=RULE, verdict=ev["verdict"],
                    evidence=ev, figures=figures, preset=preset, study=STUDY,
