@@ -62,13 +62,6 @@ DEVICES = ("cpu", "cuda")  # the device types the fused kernels and the autocast
 _aten = torch.ops.aten
 
 
-def check_mode(mode: str) -> str:
-    """`mode` if it is one of MODES, else a ValueError naming them."""
-    if mode not in MODES:
-        raise ValueError(f"unknown kernel mode {mode!r}; one of {', '.join(MODES)}")
-    return mode
-
-
 class Gate(NamedTuple):
     """One gate function f as torch expressions: `f(g)` and `df(grad, g, fg)` = grad * f'(g)
     (fg = f(g), for the sigmoid, whose derivative is written in its output) return new tensors
