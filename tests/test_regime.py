@@ -14,9 +14,9 @@ def test_reference_below_the_trigram_is_in_regime():
 
 
 def test_reference_above_the_trigram_is_out_with_the_reason_in_words():
-    reg = R.regime([2.6, 2.65, None, float("nan")], BASE)  # median of the finite: 2.625
+    reg = R.regime([2.6, 2.65, None, float("nan")], BASE, R.hint_for("quick"))  # median of the finite: 2.625
     assert not reg["in_regime"]
-    assert reg["reason"] == "reference 2.62 nats vs trigram 2.10: train longer, e.g. --preset full"
+    assert reg["reason"] == "reference 2.62 nats vs trigram 2.10: train longer, e.g. --preset standard"
     assert R.out_of_regime_summary(reg).startswith("out of regime (reference 2.62 nats")
     assert not R.regime([2.1], BASE)["in_regime"]  # equal is not below
     assert not R.regime([], BASE)["in_regime"] and not R.regime([1.0], None)["in_regime"]
@@ -43,7 +43,7 @@ def test_the_report_finds_every_regime_check_in_a_verdicts_evidence():
     assert [(g["label"], g["in_regime"]) for g in found] == [("all runs", True), ("settings/gpt/sgd", False)]
     assert _regime_line(found[1]) == ("reference 2.600 nats vs unigram 3.300, bigram 2.500, trigram 2.100; "
                                       "out of regime: reference 2.60 nats vs trigram 2.10: train longer, "
-                                      "e.g. --preset full")
+                                      "e.g. a larger --preset")
 
 
 def test_the_report_finds_regimes_kept_per_vocabulary_size():
@@ -52,3 +52,9 @@ def test_the_report_finds_regimes_kept_per_vocabulary_size():
     per_size = {"4096": R.regime([1.9], BASE), "256": R.regime([2.6], BASE)}
     evidence = {"regime": per_size, "decision": {"regime": {"in_regime": False, "sizes_out": ["256"]}}}
     assert [(g["label"], g["in_regime"]) for g in regimes(evidence)] == [("4096", True), ("256", False)]
+
+
+def test_the_hint_names_the_next_larger_preset():
+    assert [R.hint_for(p) for p in ("smoke", "quick", "standard")] == [
+        f"train longer, e.g. --preset {p}" for p in ("quick", "standard", "full")]
+    assert R.hint_for("full") == "train longer than the full preset"

@@ -52,9 +52,9 @@ def test_out_of_regime_is_inconclusive_whatever_the_comparisons_say():
     # A hand-built store: sigmoid is worse than all three, but GELU (the reference) ends at a
     # median of 2.65 nats, above the trigram table's 2.08: no verdict from such models.
     comps = dict(zip(c.COMPARATORS, (WORSE, WORSE, WORSE)))
-    out = regime.regime([2.64, 2.65, 2.70], BASELINES)
+    out = regime.regime([2.64, 2.65, 2.70], BASELINES, regime.hint_for("quick"))
     assert c.decide(comps, out) == base.INCONCLUSIVE
-    assert out["reason"] == "reference 2.65 nats vs trigram 2.08: train longer, e.g. --preset full"
+    assert out["reason"] == "reference 2.65 nats vs trigram 2.08: train longer, e.g. --preset standard"
     assert c.decide(comps, regime.regime([1.95, 2.01, 2.03], BASELINES)) == base.SUPPORTED
     s = {"gelu": {"losses": [2.0, 2.1, 2.2], "mean": 2.1}, "relu": {"losses": [2.2, 2.3, 2.4], "mean": 2.3}}
     assert c.start_with_gelu(s, ["gelu", "relu"], out)["verdict"] == base.INCONCLUSIVE

@@ -27,6 +27,8 @@ TOKENIZERS = ("char", "byte", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "bfloat16")
 COMPILE_CHOICES = ("auto", "on", "off")
+# The studies' presets, smallest first: every study sizes each in its own PRESETS table.
+PRESET_NAMES = ("smoke", "quick", "standard", "full")
 COMPILE_AUTO_STEPS = 2000  # `compile = "auto"` compiles runs of at least this many steps
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from actlab.config import PRESET_NAMES
+
 ORDERS = ("unigram", "bigram", "trigram")
 REFERENCE_ACT = "gelu"
 REFERENCE = "GELU FFN, softmax attention, softmax head"
@@ -26,12 +28,14 @@ RULE = (
     "Kneser-Ney count model fitted on the training split, scored on the validation split); "
     "out of regime the verdict is INCONCLUSIVE, never a ranking."
 )
-HINT = "train longer, e.g. --preset full"
+HINT = "train longer, e.g. a larger --preset"
 
 
 def hint_for(preset_name: str) -> str:
-    """The out-of-regime advice for a run of `preset_name`: the full preset names no larger one."""
-    return "train longer than the full preset" if preset_name == "full" else HINT
+    """The out-of-regime advice for a run of `preset_name`: the next larger preset, which the
+    largest (full) does not have."""
+    larger = PRESET_NAMES[PRESET_NAMES.index(preset_name) + 1:] if preset_name in PRESET_NAMES else ()
+    return f"train longer, e.g. --preset {larger[0]}" if larger else "train longer than the full preset"
 
 
 def median_final(losses) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from actlab.analysis.numbers import json_safe
 from actlab.article.claims import CLAIMS
+from actlab.config import PRESET_NAMES
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.errors import ActlabError
 
@@ -23,7 +24,6 @@ __all__ = [
     "Study", "Verdict", "check_preset", "get_study", "register_study", "write_verdict",
 ]
 
-PRESET_NAMES = ("smoke", "quick", "full")  # every study sizes each in its own PRESETS table
 
 
 @dataclass

@@ -107,6 +107,16 @@ PRESETS = {
         lrs={"mlp/sgd": (0.1, 0.3, 1.0), "mlp/adamw": (1e-3, 3e-3, 1e-2),
              "gpt/sgd": (0.3, 1.0), "gpt/adamw": (3e-3, 1e-2)},
     ),
+    # standard: the GPT at the size that reaches the regime in C3's quick calibration (1 x 48,
+    # context 64, batch 32, 900 steps), the MLP trained five times longer than quick, 5 seeds.
+    "standard": dict(
+        seeds=(0, 1, 2, 3, 4), every=10,
+        mlp=dict(width=64, depth=6, steps=1500, batch_size=64),
+        gpt=dict(n_layer=1, n_head=2, n_embd=48, block_size=64, batch_size=32, steps=900,
+                 eval_batches=16, warmup_steps=45),
+        lrs={"mlp/sgd": (0.1, 0.3, 1.0), "mlp/adamw": (1e-3, 3e-3, 1e-2),
+             "gpt/sgd": (0.3, 1.0, 3.0), "gpt/adamw": (3e-3, 1e-2, 3e-2)},
+    ),
     "full": dict(
         seeds=tuple(range(8)), every=10,
         mlp=dict(width=256, depth=8, steps=3000, batch_size=128),

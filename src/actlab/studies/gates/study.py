@@ -140,6 +140,13 @@ PRESETS = {
         size=dict(n_layer=1, n_head=2, n_embd=48, block_size=64, batch_size=32, steps=900,
                   eval_every=150, eval_batches=8, warmup_steps=45),
     ),
+    # standard: the C3 standard size (1 x 64, 1,500 steps), 5 seeds, each variant's rate tuned
+    # on the tuning seed from two rates; about 70 runs of about 47 CPU-seconds.
+    "standard": dict(
+        seeds=(0, 1, 2, 3, 4), lrs=(3e-3, 1e-2),
+        size=dict(n_layer=1, n_head=2, n_embd=64, block_size=64, batch_size=32, steps=1500,
+                  eval_every=250, eval_batches=16, warmup_steps=75),
+    ),
     "full": dict(
         seeds=(0, 1, 2, 3, 4), lrs=(1.5e-3, 3e-3, 6e-3),
         size=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=2000,

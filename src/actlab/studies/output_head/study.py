@@ -41,6 +41,7 @@ from actlab.analysis.numbers import finite_mean, is_finite
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci
+from actlab.config import PRESET_NAMES
 from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.output_head.regimes import regime_notes, size_regimes
 from actlab.studies.output_head.runs import data_baselines, head_job
@@ -70,9 +71,8 @@ RULE = (
     "size out of regime neither supports nor refutes: gap, off, divergences and slope count only "
     "the sizes in regime, and the verdict is INCONCLUSIVE when V_max is out of regime."
 )
-# What to do about a setting out of regime, per preset (analysis.regime.HINT names no C4 preset).
-HINTS = {"smoke": "train longer, e.g. --preset quick", "quick": "train longer, e.g. --preset full",
-         "full": "train longer than the full preset"}
+# What to do about a setting out of regime, per preset.
+HINTS = {name: regime.hint_for(name) for name in PRESET_NAMES}
 
 # Sizes per preset. quick: about two minutes of CPU on two cores (18 single-threaded runs,
 # dominated by the 4096-way head); full: GPU-sized, vocabularies up to 16k.
@@ -88,6 +88,13 @@ PRESETS = {
         model=dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
         train=dict(steps=200, batch_size=16, lr=3e-3, warmup_steps=20, device="cpu"),
         final_batches=8, track_every=25, track_batches=2,
+    ),
+    # standard: quick's vocabularies, five times the steps at twice the batch.
+    "standard": dict(
+        vocabs=(("byte", 256), ("bpe", 1024), ("bpe", 4096)), seeds=(0, 1, 2),
+        model=dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
+        train=dict(steps=1000, batch_size=32, lr=3e-3, warmup_steps=50, device="cpu"),
+        final_batches=16, track_every=100, track_batches=2,
     ),
     "full": dict(
         vocabs=(("byte", 256), ("bpe", 1024), ("bpe", 4096), ("bpe", 8192), ("bpe", 16384)),

@@ -82,6 +82,14 @@ PRESETS = {
         gpt=dict(depths=(4, 16, 32), n_embd=32, n_head=2, block_size=32, batch_size=8, steps=60,
                  every=15, lr=3e-3, warmup_steps=6, eval_batches=4),
     ),
+    # standard: quick's depths and one more, 5 seeds, five times quick's steps.
+    "standard": dict(
+        seeds=(0, 1, 2, 3, 4), acts=ACTS,
+        mlp=dict(widths=(128,), depths=(4, 8, 16, 32), inits="paper", steps=300, every=50,
+                 batch_size=64, lr=0.1),
+        gpt=dict(depths=(4, 8, 16, 32), n_embd=32, n_head=2, block_size=32, batch_size=16,
+                 steps=300, every=50, lr=3e-3, warmup_steps=15, eval_batches=8),
+    ),
     "full": dict(
         seeds=(0, 1, 2, 3, 4), acts=ACTS,
         mlp=dict(widths=(128, 512), depths=(4, 8, 16, 32, 64), inits="both", steps=1000,
