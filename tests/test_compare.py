@@ -11,6 +11,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from actlab.lab import compare as cmp
+from actlab.lab import compare_tune as tn  # the time model of a run
 from actlab.errors import ActlabError
 from actlab.analysis.stats import mean_ci
 from actlab.engine.store import Store
@@ -59,9 +60,9 @@ def test_step_cost_recovers_the_cost_model_from_a_calibration_run():
     wall = fixed + 8 * step + 8 * step / 3
     timed = 7 * step + 8 * step / 3  # what train's tokens/s spans: steps 2..8 and the evaluation
     run = {"wall_s": wall, "tokens_per_s": tokens * 7 / timed, "n_params": 5, "steps": 8}
-    got = cmp.step_cost(run, tokens)  # a run stored without step stamps
+    got = tn.step_cost(run, tokens)  # a run stored without step stamps
     assert (got["step_s"], got["fixed_s"]) == pytest.approx((step, fixed))
-    assert cmp.run_seconds(got, 8) == pytest.approx(wall + 4 * 8 * step / 3)  # 5 evals, not 1
+    assert tn.run_seconds(got, 8) == pytest.approx(wall + 4 * 8 * step / 3)  # 5 evals, not 1
 
 
 def test_a_stalled_calibration_step_does_not_shrink_the_plan():
@@ -73,7 +74,7 @@ def test_a_stalled_calibration_step_does_not_shrink_the_plan():
     step_s = step_seconds(history)
     assert step_s == pytest.approx(0.1)
     wall = stamps[-1] + 8 * 0.1 / 3
-    got = cmp.step_cost({"wall_s": wall, "step_s": step_s, "tokens_per_s": 1.0, "steps": 8}, 256)
+    got = tn.step_cost({"wall_s": wall, "step_s": step_s, "tokens_per_s": 1.0, "steps": 8}, 256)
     # the stall and the start-up land in fixed_s; the plan keeps the smallest fixed_s it sees
     assert got["step_s"] == pytest.approx(0.1)
     assert got["fixed_s"] == pytest.approx(0.3 + 0.5)
@@ -93,17 +94,17 @@ def test_step_seconds_counts_flushes_not_rows():
 def test_plan_steps_matches_hand_arithmetic():
     cal = {"a": {"fixed_s": 0.5, "step_s": 0.01}, "b": {"fixed_s": 0.5, "step_s": 0.02}}
     # run(S) = fixed + S * step + 5 evaluations * 8 batches * step / 3
-    assert cmp.run_seconds(cal["a"], 100) == pytest.approx(0.5 + 1.0 + 40 * 0.01 / 3)
+    assert tn.run_seconds(cal["a"], 100) == pytest.approx(0.5 + 1.0 + 40 * 0.01 / 3)
     # a round of both: 1 s overhead + 1.0 + 0.4 + 0.03 S; two rounds in 100 s allow 50 s each,
     # so S = floor((50 - 2.4) / 0.03) = floor(1586.67) = 1586
-    steps = cmp.plan_steps(cal, available_s=100.0, seeds=2, overhead_s=1.0)
+    steps = tn.plan_steps(cal, available_s=100.0, rounds=2, overhead_s=1.0)
     assert steps == 1586
-    assert 2 * cmp.round_seconds(cal, steps, 1.0) <= 100.0 < 2 * cmp.round_seconds(cal, steps + 1, 1.0)
+    assert 2 * tn.round_seconds(cal, steps, 1.0) <= 100.0 < 2 * tn.round_seconds(cal, steps + 1, 1.0)
     # two runs at a time halve the run part of a round: floor((50 - 0.9 - 0.7) / 0.015) = 3226
-    wide = cmp.plan_steps(cal, 100.0, 2, 0.9, parallel=2)
+    wide = tn.plan_steps(cal, 100.0, 2, 0.9, parallel=2)
     assert wide == 3226
-    assert 2 * cmp.round_seconds(cal, wide, 0.9, 2) <= 100.0 < 2 * cmp.round_seconds(cal, wide + 1, 0.9, 2)
-    assert cmp.plan_steps(cal, 1.0, 2) == 0  # nothing fits
+    assert 2 * tn.round_seconds(cal, wide, 0.9, 2) <= 100.0 < 2 * tn.round_seconds(cal, wide + 1, 0.9, 2)
+    assert tn.plan_steps(cal, 1.0, 2) == 0  # nothing fits
 
 
 def _hand_ranking(finals: dict, baselines: dict | None) -> dict:
@@ -181,15 +182,18 @@ def test_time_figure_needs_time_stamps(tmp_path):
 # -- a comparison on a small corpus ------------------------------------------------------------
 
 def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
+    # one fixed rate: the tuning has its own tests (test_compare_tune.py)
     out = tmp_path / "cmp"
     acts = ["gelu", "sigmoid", "swiglu"]
     ranking = cmp.run_compare(str(corpus), acts, budget_s=30, seeds=3, out_dir=out,
-                              progress=False, steps=12)
+                              progress=False, steps=12, lr=3e-3)
     data = json.loads((out / "ranking.json").read_text())
     rows = data["rows"]
     assert sorted(r["act"] for r in rows) == sorted(acts) and data["best"] == rows[0]["act"]
     assert data["config"]["tier"] == "tiny" and data["steps"] == 12
     assert data["config"]["seeds_run"] == [0, 1, 2] and data["environment"]["torch"]
+    assert data["lr_mode"] == "fixed" and data["config"]["lr"] == 3e-3 and data["lr_tuning"] is None
+    assert all(r["lr"] == 3e-3 for r in rows)
     means = [r["mean"] for r in rows]
     assert means == sorted(means)
     for r in rows:
@@ -208,7 +212,7 @@ def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
     for rel in data["figures"]:
         assert mpimg.imread(out / rel).std() > 0
     table = cmp.format_table(ranking)
-    assert all(a in table for a in acts) and "95% CI" in table
+    assert all(a in table for a in acts) and "95% CI" in table and "lr 0.003 for all" in table
 
     # the regime rule: the baselines of the data the runs trained on, gelu as the reference
     from actlab.data.baselines import ngram_baselines
@@ -231,7 +235,7 @@ def test_compare_writes_a_complete_ranking_and_resumes(corpus, tmp_path):
     # same inputs again: the stored runs are reused, nothing is trained twice
     with Store(out / "runs.sqlite") as store:
         before = {r["id"]: r["finished"] for r in store.runs("compare")}
-    again = cmp.run_compare(str(corpus), acts, 30, 3, out, progress=False, steps=12)
+    again = cmp.run_compare(str(corpus), acts, 30, 3, out, progress=False, steps=12, lr=3e-3)
     with Store(out / "runs.sqlite") as store:
         after = {r["id"]: r["finished"] for r in store.runs("compare")}
     assert len(before) == 9 and after == before
@@ -262,4 +266,9 @@ def test_compare_keeps_to_its_budget(corpus, tmp_path):
     timing = ranking["timing"]
     assert timing["round_s_planned"] == plan["round_s"]
     assert len(timing["rounds_s"]) == len(ranking["config"]["seeds_run"])
-    assert sum(timing["rounds_s"]) < wall
+    assert timing["tune_s"] + sum(timing["rounds_s"]) < wall
+    # the step count is the one that pays for the tuning runs beside the seeds
+    assert ranking["lr_mode"] == "tuned" and plan["tune_rounds"] == tn.TUNE_ROUNDS
+    assert plan["steps"] == tn.plan_steps(plan["calibration"], plan["available_s"],
+                                          2 + tn.TUNE_ROUNDS, plan["overhead_s"], plan["parallel"])
+    assert plan["tune_s_planned"] + plan["eval_s_planned"] <= plan["available_s"]

@@ -10,6 +10,7 @@ from actlab.cli.args import positive_float, positive_int
 
 def register(sub) -> None:
     from actlab.lab.compare import SIZING_RULE
+    from actlab.lab.compare_tune import TUNING_RULE
     from actlab.config import DEVICES, TOKENIZERS
     from actlab.studies.base import PRESET_NAMES
 
@@ -19,22 +20,25 @@ def register(sub) -> None:
                                    "Finished runs are reused on re-run.")
     p.add_argument("name", help="study name: vanishing, centering, convergence, output-head, gates or facts")
     p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
-                   help="smoke: seconds (tests); quick: minutes on a laptop CPU; full: a GPU (default: quick)")
+                   help="smoke: seconds (tests); quick: minutes on a laptop CPU; standard: up to "
+                        "two hours on 2 CPU cores; full: a GPU (default: quick)")
+    _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("compare", help="rank activations on your text within a time budget, with 95%% CIs",
-                       description="Train every activation on the same seeds and batches, rank them by final "
+                       description="Tune each activation's learning rate, train every activation at its rate "
+                                   "on the same seeds and batches, rank them by final "
                                    "validation loss with 95% CIs and paired t-tests against the best (Holm-"
                                    "corrected), and write DIR/ranking.json, DIR/plan.json and DIR/figures/*.png. "
                                    "Re-running with the same arguments resumes and reuses finished runs. "
-                                   + SIZING_RULE)
+                                   + SIZING_RULE + " " + TUNING_RULE)
     p.add_argument("--data", metavar="PATH", help="a .txt file or a folder of .txt files (default: the bundled Shakespeare corpus)")
     p.add_argument("--acts", required=True, metavar="A,B,...", help="comma-separated activations from `actlab acts` (or formulas), at least two, e.g. gelu,swiglu,sigmoid")
-    p.add_argument("--budget", default="10m", metavar="TIME", help="wall-clock budget for the whole comparison, calibration included: seconds, or 90s, 10m, 1.5h (default: 10m)")
+    p.add_argument("--budget", default="10m", metavar="TIME", help="wall-clock budget for the whole comparison, calibration and learning-rate tuning included: seconds, or 90s, 10m, 1.5h (default: 10m)")
     p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds per activation; a seed fixes the initial weights and the batches, the same for every activation (default: 3)")
-    p.add_argument("--lr", type=positive_float, metavar="LR", help="peak learning rate for every activation (default: by model size: 3e-3 tiny and small, 1e-3 medium, 6e-4 large)")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="one peak learning rate for every activation, and no tuning runs (default: each activation's rate tuned within the budget around the model size's: 3e-3 tiny and small, 1e-3 medium, 6e-4 large)")
     p.add_argument("--tokenizer", choices=TOKENIZERS, default="char", help="char | byte | bpe (default: char)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to train (default: auto = cuda if available)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="runs at once, in worker processes, 1 thread each (default: 1: timings stay predictable on shared cores)")
@@ -47,7 +51,9 @@ def register(sub) -> None:
                                    "(self-contained), DIR/report.md and DIR/verdicts.json. Run it again "
                                    "after an interruption: finished runs are reused.")
     p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
-                   help="smoke: about a minute; quick: about 10 minutes on 2 CPU cores; full: a GPU (default: quick)")
+                   help="smoke: about a minute; quick: about 20 minutes on 2 CPU cores; standard: "
+                        "hours on 2 CPU cores; full: a GPU (default: quick)")
+    _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
     p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated, or none (with --claims) (default: all)")
     p.add_argument("--executor", choices=("local", "serial", "ray"), default="local",
@@ -63,6 +69,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _corpus_args(p, tokenizers) -> None:
+    p.add_argument("--data", metavar="PATH", help="your text: a UTF-8 .txt file or a folder of .txt "
+                   "files, split 90/10 into training and validation (default: the bundled "
+                   "Shakespeare corpus)")
+    p.add_argument("--tokenizer", choices=tokenizers, default="char",
+                   help="how the GPT studies (convergence, gates) tokenize it; the MLP and probe "
+                        "studies read characters and output-head has its own vocabularies (default: char)")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -73,7 +88,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     preset = check_preset(args.preset)
     out = Path(args.out or f"results/{study.name}-{preset}")
     t0 = time.perf_counter()
-    verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty())
+    verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty(),
+                        data=args.data, tokenizer=args.tokenizer)
     verdict.seconds = round(time.perf_counter() - t0, 2)
     path = write_verdict(verdict, out)
     print(f"{verdict.claim} {study.name} [{preset}]: {verdict.verdict}")
@@ -138,7 +154,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     with executor_defaults(args.executor, args.address):
         meta = run_audit(args.preset, out, studies=names, claims_file=args.claims,
-                         progress=not args.quiet and sys.stderr.isatty(), on_done=on_done)
+                         progress=not args.quiet and sys.stderr.isatty(), on_done=on_done,
+                         data=args.data, tokenizer=args.tokenizer)
     _print_verdict_table(out)
     print(f"report: {meta['paths']['html']}  (also report.md, verdicts.json)")
     failed = [n for n, m in meta["studies"].items() if m["error"]]

@@ -58,9 +58,10 @@ class CharTask:
 
 
 @functools.lru_cache(maxsize=4)
-def char_task(context: int = 8, embed_dim: int = 16) -> CharTask:
-    """The bundled Shakespeare corpus as a CharTask (built once per process and arguments)."""
-    data = prepare(None, "char", block_size=context + 1)
+def char_task(context: int = 8, embed_dim: int = 16, data: str | None = None) -> CharTask:
+    """A corpus (None: the bundled Shakespeare) as a CharTask, built once per process and
+    arguments."""
+    data = prepare(data, "char", block_size=context + 1)
     gen = torch.Generator().manual_seed(TASK_SEED)
     emb = torch.randn(data.vocab_size, embed_dim, generator=gen)
     return CharTask(context, embed_dim, data.vocab_size, data.train_ids, data.val_ids, emb)

@@ -23,17 +23,25 @@ AUDIT_STUDIES = ("vanishing", "centering", "convergence", "output-head", "gates"
 
 
 def run_audit(preset: str, out_dir: str | Path, *, studies=AUDIT_STUDIES, claims_file=None,
-              progress: bool = True, on_done=None) -> dict:
-    """Run `studies` (and the user's claims in `claims_file`) at `preset` into `out_dir`;
-    write audit.json and the reports.
+              progress: bool = True, on_done=None, data: str | None = None,
+              tokenizer: str = "char") -> dict:
+    """Run `studies` (and the user's claims in `claims_file`) at `preset` into `out_dir`, on
+    the text at `data` (None: the bundled corpus) under `tokenizer`; write audit.json and the
+    reports. User claims name their own data.
 
     `on_done(name, verdict_or_None, seconds, error)` is called after each study (for the CLI).
     """
     from actlab import studies as _registry  # noqa: F401  (registers every study)
     from actlab.report import render_report
 
+    from actlab.studies.common import corpus_keys, corpus_record
+
     check_preset(preset)
-    runners = [(name, get_study(name).run) for name in studies]
+    corpus = corpus_keys(data, tokenizer)  # a bad path or tokenizer fails before any study
+    # The corpus reaches a study only when it is not the default, so a study registered with
+    # the older run(preset, out_dir, progress) signature still runs on the bundled corpus.
+    on = {"data": corpus.get("data"), "tokenizer": tokenizer} if corpus else {}
+    runners = [(name, functools.partial(get_study(name).run, **on)) for name in studies]
     if claims_file:
         from actlab.lab.user_claims import load_claims, run_claim
 
@@ -43,6 +51,7 @@ def run_audit(preset: str, out_dir: str | Path, *, studies=AUDIT_STUDIES, claims
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "preset": preset,
+        "corpus": {**corpus_record(None, corpus.get("data")), "tokenizer": tokenizer},
         "order": [name for name, _ in runners],
         "studies": {},
         "env": environment(),

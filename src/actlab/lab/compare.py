@@ -1,10 +1,12 @@
 """`actlab compare`: which activation should my transformer use on my text, within a time budget?
 
-The engine sizes a model and a step count to the budget, trains every candidate on the same
-seeds (same initial-weight seed and the same batches for every activation, so differences are
-paired), ranks them by final validation loss with 95% CIs, tests each against the best, and
-writes DIR/ranking.json and figures. Runs go through `run_grid` (study "compare") with the
-convergence study's run function, so an interrupted comparison resumes where it stopped.
+The engine sizes a model and a step count to the budget, tunes each candidate's learning rate
+on a held-out seed within that budget (compare_tune.py), trains every candidate at its rate on
+the same seeds (same initial-weight seed and the same batches for every activation, so
+differences are paired), ranks them by final validation loss with 95% CIs, tests each against
+the best, and writes DIR/ranking.json and figures. Runs go through `run_grid` (study
+"compare") with the convergence study's run function, so an interrupted comparison resumes
+where it stopped.
 ranking.json also carries the text's n-gram baselines and the regime rule's judgement of the
 runs (compare_regime.py): a ranking out of regime is written, but marked.
 """
@@ -18,15 +20,13 @@ import time
 from pathlib import Path
 
 from actlab.errors import ActlabError
+from actlab.lab import compare_tune
+from actlab.lab.compare_tune import (  # the time model of a run lives beside the tuning
+    EVAL_BATCHES, N_CAL, N_EVALS, TUNE_ROUNDS, plan_steps, round_seconds, step_cost, tuning_rounds,
+)
+from actlab.studies.common import TUNE_SEED
 
 STUDY = "compare"
-# Calibration steps per activation. The plan uses their median step time (the first step is
-# warm-up and left out): 8 steps of the tiny model last about 30 ms, which one burst of load
-# on a shared machine could fill, so the plan undershot a 25 s budget by 2.5x; 24 steps take it
-# past such bursts for under 1% of the budget.
-N_CAL = 24
-N_EVALS = 5  # validation evaluations per run (the last at the final step)
-EVAL_BATCHES = 8
 MIN_STEPS = 10  # fewer steps cannot rank anything; a smaller tier is tried first
 # Plan the training for 80% of what is left: on shared cores a run's time drifts by 10-20%
 # between calibration and the runs (measured on a 2-core machine at load 10).
@@ -36,9 +36,10 @@ RESERVE_S = 2.0  # analysis, figures and ranking.json after the last run
 ALPHA = 0.05
 
 # Model size by the seconds each run would get if the whole budget went to training:
-# budget / (activations x seeds). Bigger models need more steps before their ranking means
-# anything, so a size is only chosen when each run can afford a few hundred of its steps on a
-# laptop CPU. (max seconds per run, name, model, sequences per batch, peak learning rate)
+# budget / (activations x runs per activation: the seeds, and TUNE_ROUNDS unless --lr is
+# given). Bigger models need more steps before their ranking means anything, so a size is only
+# chosen when each run can afford a few hundred of its steps on a laptop CPU.
+# (max seconds per run, name, model, sequences per batch, peak learning rate)
 TIERS = (
     (15.0, "tiny", dict(n_layer=2, n_head=2, n_embd=32, block_size=32), 8, 3e-3),
     (90.0, "small", dict(n_layer=2, n_head=2, n_embd=64, block_size=64), 16, 3e-3),
@@ -47,13 +48,14 @@ TIERS = (
 )
 
 SIZING_RULE = (
-    "Sizing: the model size comes from the seconds per run, budget / (activations x seeds): "
-    "< 15 s tiny (2 layers, width 32, context 32), < 90 s small (2 x 64, context 64), < 10 min "
-    "medium (4 x 128, context 128), else large (6 x 192, context 256). Each activation then "
+    "Sizing: the model size comes from the seconds per run, budget / (activations x runs per "
+    f"activation: the seeds, plus {TUNE_ROUNDS} tuning runs unless --lr is given): < 15 s tiny "
+    "(2 layers, width 32, context 32), < 90 s small (2 x 64, context 64), < 10 min medium "
+    "(4 x 128, context 128), else large (6 x 192, context 256). Each activation then "
     f"trains {N_CAL} calibration steps (their time counts against the budget), and from their "
     f"median step time the step count is the largest that fits {SAFETY:.0%} of the remaining "
-    "budget for every "
-    f"activation and seed, {N_EVALS} evaluations included. Seeds run in rounds (every "
+    "budget for every activation's tuning runs and seeds (tuning runs train as many steps as "
+    f"the evaluation runs), {N_EVALS} evaluations included. Seeds run in rounds (every "
     "activation once per round); a round expected to end more than 5% past the budget is not started."
 )
 
@@ -78,56 +80,12 @@ def choose_tier(per_run_s: float) -> int:
     return next(i for i, t in enumerate(TIERS) if per_run_s < t[0])
 
 
-def run_seconds(cal: dict, steps: int) -> float:
-    """Modelled wall time of one run of `steps` steps from its calibration.
-
-    cal holds fixed_s (building the model and the batches) and step_s (seconds per training
-    step). Every run evaluates N_EVALS times on EVAL_BATCHES batches, and a forward pass costs
-    about a third of forward + backward + update (Kaplan et al. 2020, section 2.1: 2N vs 6N
-    FLOPs per token).
-    """
-    return cal["fixed_s"] + steps * cal["step_s"] + N_EVALS * EVAL_BATCHES * cal["step_s"] / 3
-
-
-def step_cost(run: dict, tokens_per_step: int) -> dict:
-    """Seconds per step and fixed seconds per run from a stored calibration run (its steps,
-    then one evaluation); the inverse of run_seconds.
-
-    The step time is the median over the steps after the first (actlab.training.loop.step_seconds), so
-    a step the scheduler stalled during calibration does not shrink the plan; the stall lands
-    in fixed_s, of which the plan keeps the smallest. Runs stored without step stamps fall
-    back to actlab.training.loop's tokens/s, which spans the steps after the first and the evaluation
-    (EVAL_BATCHES forward passes, a third of a step each).
-    """
-    n = run.get("steps") or N_CAL
-    if run.get("step_s"):
-        step = run["step_s"]
-    elif run.get("tokens_per_s"):
-        step = tokens_per_step * (n - 1) / run["tokens_per_s"] / (n - 1 + EVAL_BATCHES / 3)
-    else:  # diverged at once: no timed steps, charge the whole run
-        step = run["wall_s"] / (n - 1 + EVAL_BATCHES / 3)
-    fixed = run["wall_s"] - n * step - EVAL_BATCHES * step / 3
-    return {"wall_s": run["wall_s"], "step_s": step, "fixed_s": fixed, "n_params": run.get("n_params")}
-
-
-def round_seconds(cal: dict[str, dict], steps: int, overhead_s: float = 0.0,
-                  parallel: int = 1) -> float:
-    """Modelled wall time of one round: every activation once, `parallel` runs at a time."""
-    return overhead_s + sum(run_seconds(c, steps) for c in cal.values()) / parallel
-
-
-def plan_steps(cal: dict[str, dict], available_s: float, seeds: int, overhead_s: float = 0.0,
-               parallel: int = 1) -> int:
-    """Largest step count S with seeds x round_seconds(S) <= available_s (0 if none fits)."""
-    per_step = sum(c["step_s"] for c in cal.values()) / parallel
-    fixed = round_seconds(cal, 0, overhead_s, parallel)  # the model is linear in S
-    return max(0, math.floor((available_s / seeds - fixed) / per_step))
-
-
-def _jobs(acts, seeds, steps: int, base: dict, stage: str) -> list[dict]:
+def _jobs(acts, seeds, steps: int, base: dict, stage: str, lrs: dict | None = None) -> list[dict]:
+    """One job per seed and activation; `lrs`: each activation's rate (default: the base's)."""
     every = steps if stage == "calibrate" else max(1, math.ceil(steps / N_EVALS))
-    return [{"stage": stage, **base, "act": a, "seed": s, "steps": steps, "eval_every": every,
-             "warmup_steps": max(1, steps // 10)} for s in seeds for a in acts]
+    return [{"stage": stage, **base, "act": a, "lr": (lrs or {}).get(a, base["lr"]), "seed": s,
+             "steps": steps, "eval_every": every, "warmup_steps": max(1, steps // 10)}
+            for s in seeds for a in acts]
 
 
 def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, out_dir,
@@ -139,6 +97,8 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
 
     steps: a fixed step count instead of sizing to the budget (no calibration; the budget
     still picks the model size and still stops rounds that would overrun it).
+    lr: one peak learning rate for every activation and no tuning runs; None: each activation's
+    rate is tuned within the budget (compare_tune.TUNING_RULE).
     """
     from actlab import activations
     from actlab.analysis.numbers import json_safe
@@ -154,8 +114,8 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         raise ActlabError("compare needs at least two activations, e.g. --acts gelu,swiglu")
     for a in acts:
         activations.get_spec(a)  # one-line error for an unknown name
-    if seeds < 1:
-        raise ActlabError(f"seeds must be >= 1, got {seeds}")
+    if not 1 <= seeds <= TUNE_SEED:  # evaluation seeds 0..seeds-1 stay clear of the tuning seed
+        raise ActlabError(f"seeds must be between 1 and {TUNE_SEED}, got {seeds}")
     out = Path(out_dir)
     path = str(Path(data).resolve()) if data else None
     corpus = prepared(path, tokenizer, 8)  # runs in this process reuse these tokens
@@ -165,9 +125,11 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     grid_kw = ({"executor": "serial", "threads": threads} if workers == 1 else
                {"executor": "local", "workers": workers, "threads": threads})
 
-    tier = choose_tier(budget_s / (len(acts) * seeds))
+    tune_rounds = tuning_rounds(lr)
+    tier = choose_tier(budget_s / (len(acts) * (seeds + tune_rounds)))
     key = {"data_hash": corpus.text_hash, "acts": acts, "seeds": seeds, "budget_s": budget_s,
-           "lr": lr, "tokenizer": tokenizer, "device": device, "fixed_steps": steps}
+           "lr": lr, "tokenizer": tokenizer, "device": device, "fixed_steps": steps,
+           "tune_rounds": tune_rounds}
     plan = _load_plan(out, key)
     while plan is None:
         base = _base(tier, corpus, key, path, device, threads, lr)
@@ -180,17 +142,23 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         if plan["steps"] < MIN_STEPS:
             if tier == 0:
                 cal, spent = plan["calibration"], time.perf_counter() - t0
-                rounds = seeds * round_seconds(cal, MIN_STEPS, plan["overhead_s"], plan["parallel"])
+                rounds = (seeds + tune_rounds) * round_seconds(cal, MIN_STEPS, plan["overhead_s"],
+                                                               plan["parallel"])
                 need = spent + (rounds + RESERVE_S) / SAFETY
+                skip = ", or a fixed --lr: no tuning runs" if tune_rounds else ""
                 raise ActlabError(f"a budget of {budget_s:g} s is too small for {len(acts)} "
                                   f"activations x {seeds} seeds: about {need:.0f} s needed "
-                                  "(or fewer activations/seeds)")
+                                  f"(or fewer activations/seeds{skip})")
             tier, plan = tier - 1, None
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
 
+    t_tune = time.perf_counter()
+    chosen, notes = (None, []) if lr else _tune(acts, plan, budget_s, t0, grid_kw, out, progress)
+    tune_s = time.perf_counter() - t_tune
+    rates = {a: c["lr"] for a, c in (chosen or {}).items()}
     # Seeds run in rounds so that an overrun drops whole rounds and every comparison stays paired.
-    results, notes, rounds_s = [], [], []
+    results, rounds_s = [], []
     for seed in range(seeds):
         left = budget_s - (time.perf_counter() - t0) - RESERVE_S
         round_s = max([plan["round_s"], *rounds_s])  # the forecast, or the slowest round so far
@@ -199,12 +167,14 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
                          f"{round_s:.0f} s, {left:.0f} s were left")
             break
         t_round = time.perf_counter()
-        results += run_grid(STUDY, _jobs(acts, [seed], plan["steps"], plan["base"], "run"),
+        results += run_grid(STUDY, _jobs(acts, [seed], plan["steps"], plan["base"], "run", rates),
                             train_job, out, progress=progress, **grid_kw)
         rounds_s.append(time.perf_counter() - t_round)
     ranking, runs = _rank(results, acts, plan, notes, environment(), baselines)
-    # the plan's forecast of a round beside what each round took (rounds of stored runs: ~0)
-    ranking["timing"] = {"round_s_planned": plan["round_s"], "rounds_s": rounds_s}
+    ranking.update(compare_tune.lr_keys(chosen, lr))
+    # the plan's forecasts beside what the tuning and each round took (stored runs: ~0)
+    ranking["timing"] = {"round_s_planned": plan["round_s"], "rounds_s": rounds_s, "tune_s": tune_s,
+                         "tune_s_planned": plan.get("tune_s_planned", 0.0)}
     ranking["figures"] = _figures(out, runs, ranking)
     ranking["wall_s"] = time.perf_counter() - t0
     # JSON has no NaN: a missing CI (one seed) or a diverged mean is written as null.
@@ -224,8 +194,22 @@ def _base(tier, corpus, key, path, device, threads, lr) -> dict:
             "compile": "off"}
 
 
+def _tune(acts, plan, budget_s, t0, grid_kw, out, progress) -> tuple[dict, list[str]]:
+    """Each activation's tuned rate and the tuning notes (compare_tune.tune_in_budget) on this
+    comparison's store and clock: a stage may use SAFETY of the time left less RESERVE_S, the
+    share the plan gave the runs."""
+    from actlab.engine.sweep import run_grid
+    from actlab.studies.convergence.runs import train_job
+
+    templates = {a: _jobs([a], [0], plan["steps"], plan["base"], "run")[0] for a in acts}
+    return compare_tune.tune_in_budget(
+        templates, plan, lambda jobs: run_grid(STUDY, jobs, train_job, out, progress=progress, **grid_kw),
+        lambda: SAFETY * (budget_s - (time.perf_counter() - t0)) - RESERVE_S)
+
+
 def _plan(tier, base, key, left_s, grid_kw, out, progress, workers) -> dict:
-    """Calibrate every activation at the tier's size; choose the step count for the budget."""
+    """Calibrate every activation at the tier's size; choose the step count for the budget,
+    the tuning runs (key["tune_rounds"] per activation) included."""
     from actlab.studies.convergence.runs import train_job
     from actlab.engine.sweep import run_grid
 
@@ -245,10 +229,12 @@ def _plan(tier, base, key, left_s, grid_kw, out, progress, workers) -> dict:
     # Per-round cost outside the runs (store, environment record), as the calibration round saw it.
     overhead = max(0.0, grid_s - sum(c["wall_s"] for c in cal.values()) / parallel)
     available = SAFETY * (left_s - grid_s) - RESERVE_S
-    steps = plan_steps(cal, available, key["seeds"], overhead, parallel)
+    steps = plan_steps(cal, available, key["seeds"] + key["tune_rounds"], overhead, parallel)
+    round_s = round_seconds(cal, steps, overhead, parallel)
     return {**key, "tier": name, "base": base, "steps": steps, "calibration": cal,
             "overhead_s": overhead, "parallel": parallel, "available_s": available,
-            "round_s": round_seconds(cal, steps, overhead, parallel)}
+            "round_s": round_s, "tune_s_planned": key["tune_rounds"] * round_s,
+            "eval_s_planned": key["seeds"] * round_s}
 
 
 def _load_plan(out: Path, key: dict) -> dict | None:
@@ -271,6 +257,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
     from actlab.lab.compare_regime import regime_keys
 
     runs = by_seed(results)
+    lr_of = {r["params"]["act"]: r["params"].get("lr") for r in results}  # as the runs trained
     seeds_run = sorted({r["params"]["seed"] for r in results})
     summary = summarize(runs, seeds_run)
     order = rank(summary)
@@ -291,7 +278,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
         rows.append({"rank": i + 1, "act": a, "mean": s["mean"], "lo": s["lo"], "hi": s["hi"],
                      "n": s["n"], "n_diverged": s["n_diverged"], "losses": s["losses"],
                      "vs_best": t, "significant": sig, "n_params": s["n_params"],
-                     "tokens_per_s": s["tokens_per_s"]["mean"]})
+                     "tokens_per_s": s["tokens_per_s"]["mean"], "lr": lr_of.get(a)})
     spread = seed_spread(summary)
     if spread:
         notes.append(spread_note(spread) + " (a seed may still be on the early loss plateau: "
@@ -304,7 +291,7 @@ def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],
                    "seeds_requested": plan["seeds"], "seeds_run": seeds_run,
                    "budget_s": plan["budget_s"], "tokenizer": base["tokenizer"], "tier": plan["tier"],
                    "model": {k: base[k] for k in ("n_layer", "n_head", "n_embd", "block_size")},
-                   "batch_size": base["batch_size"], "lr": base["lr"], "steps": plan["steps"],
+                   "batch_size": base["batch_size"], "lr": plan.get("lr"), "steps": plan["steps"],
                    "eval_batches": base["eval_batches"], "device": base["device"]},
         "sizes": {a: summary[a]["n_params"] for a in order},
         "steps": plan["steps"], "calibration": plan["calibration"], "sizing_rule": SIZING_RULE,
@@ -338,11 +325,13 @@ def format_table(ranking: dict) -> str:
 
     cfg = ranking["config"]
     m = cfg["model"]
+    rate = f"lr {cfg['lr']:g} for all" if cfg.get("lr") else "lr tuned per activation"
     head = (f"{cfg['tier']} model ({m['n_layer']} layers, width {m['n_embd']}, context "
-            f"{m['block_size']}), {cfg['steps']} steps x batch {cfg['batch_size']}, lr {cfg['lr']:g}, "
+            f"{m['block_size']}), {cfg['steps']} steps x batch {cfg['batch_size']}, {rate}, "
             f"{len(cfg['seeds_run'])} seed(s); val loss in nats/token, lower is better")
-    cols = ("rank", "activation", "val loss", "95% CI", "n", "vs best", "p (Holm)", "sig.",
+    cols = ("rank", "activation", "lr", "val loss", "95% CI", "n", "vs best", "p (Holm)", "sig.",
             "tokens/s", "params")
+    tuning = ranking.get("lr_tuning") or {}
     lines = []
     for r in ranking["rows"]:
         t = r["vs_best"]
@@ -352,12 +341,14 @@ def format_table(ranking: dict) -> str:
         p = "-" if t is None or not math.isfinite(t["p"]) else f"{t['p_holm']:.3g}"
         sig = {None: "-", True: "yes", False: "no"}[r["significant"]]
         n = f"{r['n']}" + (f" ({r['n_diverged']} div.)" if r["n_diverged"] else "")
-        lines.append((str(r["rank"]), r["act"], mean, ci, n, diff, p, sig,
+        lr_cell = compare_tune.lr_cell(r.get("lr"), tuning.get(r["act"]))
+        lines.append((str(r["rank"]), r["act"], lr_cell, mean, ci, n, diff, p, sig,
                       _count(r["tokens_per_s"]), _count(r["n_params"])))
     width = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(cols)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(width))
     body = [fmt.format(*cols)] + [fmt.format(*line) for line in lines]
     tail = [f"sig. = differs from the best at Holm-corrected p < {ALPHA} with a 95% CI excluding 0"]
+    tail += compare_tune.lr_legend(ranking)
     return "\n".join([head, *body, *tail, *ranking.get("notes", []), *regime_lines(ranking)])
 
 

@@ -67,11 +67,22 @@ def _regime_line(g: dict) -> str:
     return f"{head} vs {cells or 'no baselines'}; {verdict}"
 
 
+def corpus_line(meta: dict) -> str:
+    """Which text the audit's models trained on: name, path, size, hash and tokenizer (the
+    baselines of each setting are in its regime table)."""
+    c = meta.get("corpus")
+    if not c:
+        return "Corpus: not recorded (an audit from before corpora were recorded: the bundled one)."
+    return (f"Corpus: {c.get('name')} ({c.get('path')}), {c.get('chars', 0):,} characters, sha256 "
+            f"{str(c.get('sha256'))[:16]}, tokenizer {c.get('tokenizer')}; its n-gram baselines "
+            "are in each study's regime table.")
+
+
 def markdown(data: dict) -> str:
     meta, studies = data["meta"], data["studies"]
     lines = ["# actlab audit", "",
              f"Preset `{meta.get('preset')}`, code {meta.get('env', {}).get('git_revision') or meta.get('env', {}).get('code_hash')}, "
-             f"{_fmt_seconds(meta.get('seconds'))} in all.", "",
+             f"{_fmt_seconds(meta.get('seconds'))} in all.", "", corpus_line(meta), "",
              "| claim | study | verdict | evidence | time |", "|---|---|---|---|---|"]
     for r in _verdict_rows(studies):
         summary = str(r["summary"]).replace("|", "\\|")
@@ -104,6 +115,7 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
     env.filters["secs"] = _fmt_seconds
     html = env.get_template("report.html.j2").render(
         meta=data["meta"], studies=data["studies"], rows=_verdict_rows(data["studies"]),
+        corpus=corpus_line(data["meta"]),
         shazeer=SHAZEER_2020_TABLE1, shazeer_source=SHAZEER_2020_SOURCE, facts=MODEL_FACTS,
     )
     paths = {"html": out / "report.html", "md": out / "report.md", "json": out / "verdicts.json"}
@@ -111,6 +123,7 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
     paths["md"].write_text(markdown(data), encoding="utf-8")
     verdicts = {
         "preset": data["meta"].get("preset"),
+        "corpus": data["meta"].get("corpus"),
         "env": data["meta"].get("env"),
         "verdicts": [{k: v for k, v in s.items() if k not in ("figures", "evidence_json", "runs", "css")}
                      for s in data["studies"]],

@@ -1,6 +1,8 @@
 """What every study returns and writes: a verdict object beside the numbers it used.
 
-A study is a registered function `run(preset, out_dir, progress) -> Verdict`. It stores
+A study is a registered function `run(preset, out_dir, progress=True, *, data=None,
+tokenizer="char") -> Verdict` (data: the user's text, None for the bundled corpus; a study
+that takes no corpus may leave the two keywords out and runs on the bundled one). It stores
 every run through `actlab.engine.sweep.run_grid`, computes its evidence from what was stored,
 applies a decision rule written (with its reasoning) before any run, and draws its
 figures only from stored data.

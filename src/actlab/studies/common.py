@@ -67,10 +67,79 @@ def extend_grid(chosen: Mapping[Hashable, dict], factor: float | None = None,
     return out
 
 
-# Two entries: the runs of one study use one or two block sizes.
-@functools.lru_cache(maxsize=2)
-def gpt_data(block_size: int):
-    """The bundled corpus, character-tokenized, prepared once per process and block size."""
+def grow_grids(grids: Mapping[Hashable, Sequence[float]],
+               run_and_pick: Callable[[dict], dict]) -> dict[Hashable, dict]:
+    """Tune on `grids` ({group: rates}) with `run_and_pick(grids)`, which runs what is missing
+    (stored runs are reused) and returns pick_lrs' choice; while a group's best rate is on its
+    grid's edge, grow that grid one step (extend_grid), at most MAX_EXTENSIONS times. Returns
+    the last choice."""
+    grids = {g: list(v) for g, v in grids.items()}
+    for _ in range(MAX_EXTENSIONS + 1):
+        chosen = run_and_pick(grids)
+        grow = extend_grid(chosen)
+        if not grow:
+            break
+        for g, lr in grow.items():
+            grids[g].append(lr)
+    return chosen
+
+
+# Four entries: the runs of one study use one or two block sizes, on one corpus.
+@functools.lru_cache(maxsize=4)
+def gpt_data(block_size: int, data: str | None = None, tokenizer: str = "char"):
+    """A corpus (None: the bundled one) under a tokenizer, prepared once per process and block
+    size."""
     from actlab.data import prepare
 
-    return prepare(None, "char", block_size)
+    return prepare(data, tokenizer, block_size)
+
+
+def job_data(params: Mapping) -> tuple[str | None, str]:
+    """The corpus and tokenizer a job names (corpus_keys), the bundled corpus by characters when
+    it names none."""
+    return params.get("data"), params.get("tokenizer", "char")
+
+
+def corpus_keys(data: str | None = None, tokenizer: str = "char") -> dict:
+    """The job keys that name the corpus a study trains on: its absolute path, its tokenizer and
+    the hash of its text, so a changed file is a different experiment in the run store. Empty
+    for the bundled corpus by characters, so those runs keep the identity they always had.
+    Checks the file (readable UTF-8 text) and the tokenizer before any run starts."""
+    from actlab.config import TOKENIZERS
+    from actlab.data import load_corpus
+    from actlab.data.corpus import corpus_hash
+    from actlab.errors import ActlabError
+
+    if tokenizer not in TOKENIZERS:
+        raise ActlabError(f"unknown tokenizer {tokenizer!r}; valid: {', '.join(TOKENIZERS)}")
+    keys = {} if tokenizer == "char" else {"tokenizer": tokenizer}
+    if data is not None:
+        from pathlib import Path
+
+        path = str(Path(data).expanduser().resolve())
+        text, _ = load_corpus(path)
+        keys.update(data=path, data_hash=corpus_hash(text)[:16])
+    return keys
+
+
+def char_only(study: str, tokenizer: str) -> list[str]:
+    """The caveat of a study whose models read characters whatever --tokenizer says."""
+    if tokenizer == "char":
+        return []
+    return [f"{study} trains character-level models (its probes and MLP task are defined on "
+            f"characters), so --tokenizer {tokenizer} does not apply to it"]
+
+
+def corpus_record(bundle, data: str | None) -> dict:
+    """What a verdict says of its corpus: name, path, hash, size in characters and, where a
+    prepared `bundle` (DataBundle) is given, its tokenizer, tokens and baselines."""
+    from actlab.data import load_corpus
+    from actlab.data.corpus import corpus_hash
+
+    text, name = load_corpus(data)
+    out = {"name": name, "path": data or "bundled", "sha256": corpus_hash(text), "chars": len(text)}
+    if bundle is not None:
+        out.update(tokenizer=bundle.tokenizer.kind, vocab_size=bundle.vocab_size,
+                   tokens=int(len(bundle.train_ids) + len(bundle.val_ids)),
+                   baselines=bundle.baselines())
+    return out

@@ -42,8 +42,10 @@ def decide(verdicts: list[str]) -> str:
 
 
 @register_study(STUDY, "F")
-def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
-    """The article's model facts (original GPT, GPT-2/3, InstructGPT, GPT-4) vs public sources."""
+def run(preset: str, out_dir: str | Path, progress: bool = True, *, data: str | None = None,
+        tokenizer: str = "char") -> Verdict:
+    """The article's model facts (original GPT, GPT-2/3, InstructGPT, GPT-4) vs public sources.
+    Reads no corpus: `data` and `tokenizer` are accepted like every study's and unused."""
     check_preset(preset)  # every preset reads the same table
     facts = zoo.fact_verdicts()
     verdict = decide([f["verdict"] for f in facts])

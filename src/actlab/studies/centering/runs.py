@@ -9,7 +9,7 @@ import contextlib
 
 import numpy as np
 
-from actlab.studies.common import gpt_data
+from actlab.studies.common import gpt_data, job_data
 
 
 class _Measure:
@@ -75,7 +75,7 @@ def _run_mlp(p: dict, measure: _Measure | None) -> dict:
     from actlab.nn.mlp import DeepMLP, default_init
     from actlab.training.mlp_loop import train_mlp
 
-    size, task = p["size"], char_task()
+    size, task = p["size"], char_task(data=p.get("data"))
     model = DeepMLP(task.n_in, size["width"], size["depth"], task.vocab_size, p["act"],
                     init=default_init(p["act"]), seed=p["seed"])
     out = train_mlp(model, task, size["steps"], optimizer=p["optimizer"], lr=p["lr"],
@@ -99,7 +99,7 @@ def _run_gpt(p: dict, measure: _Measure | None) -> dict:
                       batch_size=size["batch_size"], optimizer=p["optimizer"], lr=p["lr"],
                       weight_decay=0.0 if sgd else 0.1, warmup_steps=size["warmup_steps"],
                       eval_every=size["steps"], eval_batches=size["eval_batches"])
-    run = train(cfg, data=gpt_data(size["block_size"]), callbacks=(measure,) if measure else (),
+    run = train(cfg, data=gpt_data(size["block_size"], *job_data(p)), callbacks=(measure,) if measure else (),
                 progress=False)
     history = [{k: r[k] for k in ("step", "train_loss", "val_loss") if k in r} for r in run.history]
     return {"outcome": run.outcome, "val_loss": run.val_loss, "history": history}

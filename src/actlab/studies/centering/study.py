@@ -130,15 +130,16 @@ PRESETS = {
 
 # -- the grid ------------------------------------------------------------------------------
 
-def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str) -> dict:
+def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str,
+         corpus: dict | None = None) -> dict:
     model, optimizer = setting.split("/")
     return {"phase": phase, "model": model, "optimizer": optimizer, "act": act, "lr": lr,
-            "seed": seed, "size": preset[model], "every": preset["every"]}
+            "seed": seed, "size": preset[model], "every": preset["every"], **(corpus or {})}
 
 
-def tune_jobs(preset: dict) -> list[dict]:
-    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune") for s in SETTINGS for a in RUN_ACTS
-            for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
+def tune_jobs(preset: dict, corpus: dict | None = None) -> list[dict]:
+    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune", corpus) for s in SETTINGS
+            for a in RUN_ACTS for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
 
 
 def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
@@ -149,9 +150,9 @@ def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
     return {s: {a: best[(s, a)]["lr"] for a in RUN_ACTS} for s in SETTINGS}
 
 
-def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
-    return [_job(preset, s, a, lrs[s][a], seed, "eval") for s in SETTINGS for a in RUN_ACTS
-            for seed in preset["seeds"]]
+def eval_jobs(preset: dict, lrs: dict, corpus: dict | None = None) -> list[dict]:
+    return [_job(preset, s, a, lrs[s][a], seed, "eval", corpus) for s in SETTINGS
+            for a in RUN_ACTS for seed in preset["seeds"]]
 
 
 # -- evidence and the decision ---------------------------------------------------------------
@@ -343,24 +344,27 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
 
 
 @register_study(STUDY, "C2")
-def run(preset: str = "quick", out_dir="results/centering", progress: bool = True) -> Verdict:
+def run(preset: str = "quick", out_dir="results/centering", progress: bool = True, *,
+        data: str | None = None, tokenizer: str = "char") -> Verdict:
     """C2: do sigmoid's positive outputs bias updates, zig-zag descent and slow convergence?"""
     from actlab.studies.centering.figures import draw_all
 
     cfg = PRESETS[check_preset(preset)]
-    tuned = run_grid(STUDY, tune_jobs(cfg), run_one, out_dir, progress=progress)
+    corpus = common.corpus_keys(data, "char")  # character-level models (common.char_only)
+    bundle = common.gpt_data(cfg["gpt"]["block_size"], corpus.get("data"), "char")  # checked first
+    tuned = run_grid(STUDY, tune_jobs(cfg, corpus), run_one, out_dir, progress=progress)
     lrs = pick_lrs(cfg, tuned)
-    results = run_grid(STUDY, eval_jobs(cfg, lrs), run_one, out_dir, progress=progress)
+    results = run_grid(STUDY, eval_jobs(cfg, lrs, corpus), run_one, out_dir, progress=progress)
     # The MLP task reads the same corpus, split and character tokenizer as the GPT, so one
     # set of baselines serves every setting.
-    baselines = common.gpt_data(cfg["gpt"]["block_size"]).baselines()
+    baselines = bundle.baselines()
     settings = all_settings(results, baselines, regime.hint_for(preset))
     verdict = decide(settings)
     figures = draw_all(results, settings, out_dir, ACTS)
     evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": common.TUNE_SEED,
                 "lr_grid": {s: list(v) for s, v in cfg["lrs"].items()}, "baselines": baselines,
                 "reference": {"act": REF, "what": regime.REFERENCE, "bar": regime.BAR},
-                "settings": settings}
+                "settings": settings, "corpus": common.corpus_record(bundle, corpus.get("data"))}
     return Verdict(claim="C2", quote=CLAIMS["C2"].quote, rule=RULE, verdict=verdict,
                    evidence=evidence, figures=figures, preset=preset, study=STUDY,
-                   summary=summary_line(settings), caveats=_caveats(settings, preset, cfg))
+                   summary=summary_line(settings), caveats=_caveats(settings, preset, cfg) + common.char_only("C2", tokenizer))

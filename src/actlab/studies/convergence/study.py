@@ -219,35 +219,35 @@ def spearman_vs_shazeer(ranking: list[str]) -> dict:
 
 # -- the study -------------------------------------------------------------------------------
 
-def _job(preset: dict, act: str, lr: float, seed: int, stage: str) -> dict:
+def _job(preset: dict, act: str, lr: float, seed: int, stage: str, corpus: dict) -> dict:
     return {"stage": stage, **preset["model"], **preset["train"], "act": act, "lr": lr,
-            "seed": seed}
+            "seed": seed, **corpus}
 
 
-def tune(p: dict, out: Path, progress: bool) -> dict:
+def tune(p: dict, out: Path, progress: bool, corpus: dict | None = None) -> dict:
     """Tuning runs on the tuning seed over each activation's grid, grown one step past an edge
     where the best rate sits on it (common.extend_grid), until interior or at a bound."""
-    grids = {a: list(p["lrs"]) for a in p["acts"]}
-    for _ in range(common.MAX_EXTENSIONS + 1):
-        jobs = [_job(p, a, lr, common.TUNE_SEED, "tune") for a in p["acts"] for lr in grids[a]]
-        lrs = pick_lrs(run_grid(STUDY, jobs, train_job, out, progress=progress))  # stored runs are reused
-        grow = common.extend_grid(lrs)
-        if not grow:
-            break
-        for a, lr in grow.items():
-            grids[a].append(lr)
-    return lrs
+    def run_and_pick(grids: dict) -> dict:
+        jobs = [_job(p, a, lr, common.TUNE_SEED, "tune", corpus or {}) for a in p["acts"]
+                for lr in grids[a]]
+        return pick_lrs(run_grid(STUDY, jobs, train_job, out, progress=progress))
+
+    return common.grow_grids({a: p["lrs"] for a in p["acts"]}, run_and_pick)
 
 
 @register_study(STUDY, "C3")
-def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
+def run(preset: str, out_dir: str | Path, progress: bool = True, *, data: str | None = None,
+        tokenizer: str = "char") -> Verdict:
     """Sigmoid vs modern FFN activations in small GPTs: tuned rates, paired seeds, CIs."""
     from actlab.studies.convergence import figures as figs
 
     check_preset(preset)
     p, out = PRESETS[preset], Path(out_dir)
-    lrs = tune(p, out, progress)
-    eval_jobs = [_job(p, a, lrs[a]["lr"], s, "eval") for a in p["acts"] for s in p["seeds"]]
+    corpus = common.corpus_keys(data, tokenizer)
+    data, tokenizer = common.job_data(corpus)
+    bundle = prepared(data, tokenizer, p["model"]["block_size"])  # checked before any run
+    lrs = tune(p, out, progress, corpus)
+    eval_jobs = [_job(p, a, lrs[a]["lr"], s, "eval", corpus) for a in p["acts"] for s in p["seeds"]]
     runs = by_seed(run_grid(STUDY, eval_jobs, train_job, out, progress=progress))
 
     summary = summarize(runs, p["seeds"])
@@ -257,8 +257,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     for c, adj in zip(comparisons, holm([v["p"] for v in comparisons.values()])):
         comparisons[c]["p_holm"] = adj
         comparisons[c]["outcome"] = outcome(comparisons[c])
-    baselines = prepared(p["train"].get("data"), p["train"].get("tokenizer", "char"),
-                         p["model"]["block_size"]).baselines()
+    baselines = bundle.baselines()
     reg = regime.regime(summary.get(regime.REFERENCE_ACT, {}).get("losses"), baselines,
                         regime.hint_for(preset))
     vs = regime.versus_baselines({a: s["losses"] for a, s in summary.items()}, baselines)
@@ -277,13 +276,13 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
         f"{SMOOTH}-step trailing mean training loss", "spearman_vs_shazeer2020": spear,
         "start_with_gelu": gelu, "seeds": list(p["seeds"]), "tune_seed": common.TUNE_SEED,
         "config": {**p["model"], **p["train"]}, "baselines": baselines, "regime": reg,
-        "vs_baselines": vs,
+        "vs_baselines": vs, "corpus": common.corpus_record(bundle, data),
     }
     return Verdict(
         claim="C3", quote=CLAIMS["C3"].quote, rule=RULE, verdict=verdict, evidence=evidence,
         figures=figures, preset=preset, study=STUDY,
         summary=_summary(comparisons, summary, ranking, spear, gelu, reg),
-        caveats=_caveats(p, lrs, summary) + regime.findings(vs, reg),
+        caveats=_caveats(p, lrs, summary, bundle) + regime.findings(vs, reg),
     )
 
 
@@ -311,7 +310,7 @@ def _summary(comparisons, summary, ranking, spear, gelu, reg) -> str:
     return f"{'; '.join(parts)}; order {order}{rho}; start with GELU: {gelu['verdict']}"
 
 
-def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
+def _caveats(p: dict, lrs: dict, summary: dict, bundle) -> list[str]:
     t = p["train"]
     out = [] if set(ACTS) <= set(p["acts"]) else [
         f"this preset ranks {len(p['acts'])} of the {len(ACTS)} activations "
@@ -319,7 +318,7 @@ def _caveats(p: dict, lrs: dict, summary: dict) -> list[str]:
     out += [
         f"tiny models ({p['model']['n_layer']} layer{'s' if p['model']['n_layer'] > 1 else ''}, "
         f"width {p['model']['n_embd']}), "
-        f"character-level Shakespeare, {t['steps']} steps of {t['batch_size']}x"
+        f"{bundle.name} by {bundle.tokenizer.kind} tokens, {t['steps']} steps of {t['batch_size']}x"
         f"{p['model']['block_size']} tokens; Shazeer 2020 trained 65,536 steps of T5 on C4",
         f"{len(p['seeds'])} evaluation seeds and {len(p['lrs'])} learning rates per activation",
         "tokens/s is wall-clock on shared CPU cores: compare ratios, not absolute values",

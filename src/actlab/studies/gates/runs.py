@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from actlab.studies.common import gpt_data
+from actlab.studies.common import gpt_data, job_data
 
 
 def measure_attention(model, x: torch.Tensor) -> dict:
@@ -93,7 +93,7 @@ def train_variant(params: dict) -> dict:
                       batch_size=size["batch_size"], lr=params["lr"],
                       warmup_steps=size["warmup_steps"], eval_every=size["eval_every"],
                       eval_batches=size["eval_batches"])
-    data = gpt_data(size["block_size"])
+    data = gpt_data(size["block_size"], *job_data(params))
     x, _ = eval_batches(data.val_ids, size["block_size"], size["batch_size"], 1)[0]
     probe = _AttentionProbe(x, size["steps"] - 1)
     run = train(cfg, data=data, callbacks=(probe,), progress=False)

@@ -157,27 +157,45 @@ PRESETS = {
 
 # -- the grid ------------------------------------------------------------------------------
 
-def _job(preset: dict, variant: str, lr: float, seed: int, stage: str) -> dict:
+def _job(preset: dict, variant: str, lr: float, seed: int, stage: str,
+         corpus: dict | None = None) -> dict:
     _, _, act, attention, ratio = VARIANTS[variant]
     return {"stage": stage, "variant": variant, "act": act, "attention": attention,
-            "mlp_ratio": ratio, "lr": lr, "seed": seed, "size": preset["size"]}
+            "mlp_ratio": ratio, "lr": lr, "seed": seed, "size": preset["size"], **(corpus or {})}
 
 
-def tune_jobs(preset: dict) -> list[dict]:
+def tune_jobs(preset: dict, grids: dict | None = None, corpus: dict | None = None) -> list[dict]:
+    """The tuning runs of `grids` ({variant: rates}, default the preset's grid for all); none
+    for a one-point grid."""
     if len(preset["lrs"]) < 2:
         return []
-    return [_job(preset, v, lr, common.TUNE_SEED, "tune") for v in VARIANTS for lr in preset["lrs"]]
+    grids = grids or {v: preset["lrs"] for v in VARIANTS}
+    return [_job(preset, v, lr, common.TUNE_SEED, "tune", corpus) for v in VARIANTS for lr in grids[v]]
 
 
-def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
+def pick_lrs(preset: dict, tuned: list[dict], grids: dict | None = None) -> dict:
     """{variant: lr}: the lowest final loss on the tuning seed (diverged or failed = +inf;
     ties go to the smaller rate); a one-point grid is every variant's rate."""
-    best = common.pick_lrs(tuned, lambda p: p["variant"], {v: preset["lrs"] for v in VARIANTS})
+    best = common.pick_lrs(tuned, lambda p: p["variant"], grids or {v: preset["lrs"] for v in VARIANTS})
     return {v: best[v]["lr"] for v in VARIANTS}
 
 
-def eval_jobs(preset: dict, lrs: dict) -> list[dict]:
-    return [_job(preset, v, lrs[v], seed, "eval") for v in VARIANTS for seed in preset["seeds"]]
+def tune(preset: dict, out_dir, progress: bool, corpus: dict | None = None) -> dict:
+    """{variant: lr}, a best rate on the grid's edge growing that variant's grid (common.grow_grids)."""
+    if len(preset["lrs"]) < 2:
+        return pick_lrs(preset, [])
+
+    def run_and_pick(grids: dict) -> dict:
+        tuned = run_grid(STUDY, tune_jobs(preset, grids, corpus), train_variant, out_dir,
+                         progress=progress)
+        return common.pick_lrs(tuned, lambda p: p["variant"], grids)
+
+    chosen = common.grow_grids({v: preset["lrs"] for v in VARIANTS}, run_and_pick)
+    return {v: c["lr"] for v, c in chosen.items()}
+
+
+def eval_jobs(preset: dict, lrs: dict, corpus: dict | None = None) -> list[dict]:
+    return [_job(preset, v, lrs[v], seed, "eval", corpus) for v in VARIANTS for seed in preset["seeds"]]
 
 
 # -- evidence and the decision ---------------------------------------------------------------
@@ -331,17 +349,19 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict, baselines: dict 
 
 
 @register_study(STUDY, "C5")
-def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = True) -> Verdict:
+def run(preset: str = "quick", out_dir: str = "results/gates", progress: bool = True, *,
+        data: str | None = None, tokenizer: str = "char") -> Verdict:
     """C5: is sigmoid usable only as a gate (FFN, attention output), and does it help there?"""
     from actlab.studies.gates.figures import draw_all
 
     t0 = time.perf_counter()
     cfg = PRESETS[check_preset(preset)]
-    tuned = run_grid(STUDY, tune_jobs(cfg), train_variant, out_dir, progress=progress)
-    lrs = pick_lrs(cfg, tuned)
-    results = run_grid(STUDY, eval_jobs(cfg, lrs), train_variant, out_dir, progress=progress)
-    ev = evidence_from(results, cfg, lrs, common.gpt_data(cfg["size"]["block_size"]).baselines(),
-                       regime.hint_for(preset))
+    corpus = common.corpus_keys(data, tokenizer)
+    bundle = common.gpt_data(cfg["size"]["block_size"], *common.job_data(corpus))  # checked first
+    lrs = tune(cfg, out_dir, progress, corpus)
+    results = run_grid(STUDY, eval_jobs(cfg, lrs, corpus), train_variant, out_dir, progress=progress)
+    ev = evidence_from(results, cfg, lrs, bundle.baselines(), regime.hint_for(preset))
+    ev["corpus"] = common.corpus_record(bundle, corpus.get("data"))
     figures = draw_all(results, ev, out_dir, FAMILIES)
     return Verdict(claim="C5", quote=CLAIMS["C5"].quote, rule=RULE, verdict=ev["verdict"],
                    evidence=ev, figures=figures, preset=preset, study=STUDY,

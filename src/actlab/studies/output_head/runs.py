@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 N_BINS = 15  # calibration bins
 LOG10_EDGES = np.linspace(-2.0, 2.0, 401)  # histogram of log10 Σp (2.3% bins), ends clamped
-JOB_ONLY = ("vocab", "final_batches", "track_every", "track_batches")
+JOB_ONLY = ("vocab", "final_batches", "track_every", "track_batches", "data_hash")
 
 
 @torch.no_grad()

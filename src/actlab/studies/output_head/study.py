@@ -42,6 +42,7 @@ from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.analysis.stats import mean_ci
 from actlab.config import PRESET_NAMES
+from actlab.studies import common
 from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.output_head.regimes import regime_notes, size_regimes
 from actlab.studies.output_head.runs import data_baselines, head_job
@@ -258,21 +259,24 @@ def _decide_heads(ev: dict) -> tuple[str, str]:
 
 # -- the study ---------------------------------------------------------------------------------
 
-def jobs_for(p: dict) -> list[dict]:
+def jobs_for(p: dict, corpus: dict | None = None) -> list[dict]:
     return [{**p["model"], **p["train"], "tokenizer": tok, "vocab": vocab, "head": head, "seed": seed,
              "final_batches": p["final_batches"], "track_every": p["track_every"],
-             "track_batches": p["track_batches"]}
+             "track_batches": p["track_batches"], **(corpus or {})}
             for tok, vocab in p["vocabs"] for seed in p["seeds"] for head in HEADS]
 
 
 @register_study(STUDY, "C4")
-def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
-    """Softmax-CE vs sigmoid-BCE output heads as the vocabulary grows: Σp, loss per byte, ECE."""
+def run(preset: str, out_dir: str | Path, progress: bool = True, *, data: str | None = None,
+        tokenizer: str = "char") -> Verdict:
+    """Softmax-CE vs sigmoid-BCE output heads as the vocabulary grows: Σp, loss per byte, ECE.
+    `tokenizer` does not apply: the study's vocabularies are its own (a caveat says so)."""
     from actlab.studies.output_head import figures as figs
 
     check_preset(preset)
     p, out = PRESETS[preset], Path(out_dir)
-    jobs = jobs_for(p)
+    corpus = common.corpus_keys(data, "char")  # the path and hash; each size has its tokenizer
+    jobs = jobs_for(p, corpus)
     # Each size's baselines come from the data its runs train on; preparing it here also
     # trains and caches each BPE once, before the workers need it.
     baselines = {}
@@ -291,6 +295,7 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     figures = figs.draw_all(out, groups, per_vocab, GAP_TOL,
                             bars=[regs[v["label"]]["baselines_per_byte"] for v in per_vocab])
     evidence = {
+        "corpus": common.corpus_record(None, corpus.get("data")),
         "decision": {**ev, "reason": reason, "largest_vocab": top["label"]},
         "per_vocab": per_vocab,
         # the regime rule per size: baselines per token of each tokenizer, per byte, the
@@ -318,7 +323,9 @@ def run(preset: str, out_dir: str | Path, progress: bool = True) -> Verdict:
     return Verdict(claim="C4", quote=CLAIMS["C4"].quote, rule=RULE, verdict=verdict,
                    evidence=evidence, figures=figures, preset=preset, study=STUDY,
                    summary=_summary(top, ev, reason),
-                   caveats=_caveats(p, per_vocab) + regime_notes(regs))
+                   caveats=_caveats(p, per_vocab) + regime_notes(regs) + ([
+                       f"C4 compares its own vocabularies ({', '.join(v['label'] for v in per_vocab)}), "
+                       f"so --tokenizer {tokenizer} does not apply to it"] if tokenizer != "char" else []))
 
 
 def _summary(top: dict, ev: dict, reason: str) -> str:

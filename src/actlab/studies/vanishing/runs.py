@@ -5,7 +5,7 @@ hand `run_one` to worker processes.
 
 from __future__ import annotations
 
-from actlab.studies.common import gpt_data
+from actlab.studies.common import gpt_data, job_data
 
 
 def _run_mlp(p: dict, probes) -> dict:
@@ -13,7 +13,7 @@ def _run_mlp(p: dict, probes) -> dict:
     from actlab.nn.mlp import DeepMLP
     from actlab.training.mlp_loop import train_mlp
 
-    task = char_task()
+    task = char_task(data=p.get("data"))
     model = DeepMLP(task.n_in, p["width"], p["depth"], task.vocab_size, p["act"], init=p["init"],
                     seed=p["seed"])
     out = train_mlp(model, task, p["steps"] + 1, optimizer="sgd", lr=p["lr"],
@@ -31,7 +31,7 @@ def _run_gpt(p: dict, probes) -> dict:
     cfg = TrainConfig(model=model, seed=p["seed"], steps=p["steps"] + 1, batch_size=p["batch_size"],
                       lr=p["lr"], warmup_steps=p["warmup_steps"], eval_every=p["steps"] + 1,
                       eval_batches=p["eval_batches"])
-    run = train(cfg, data=gpt_data(p["block_size"]), callbacks=(probes,), progress=False)
+    run = train(cfg, data=gpt_data(p["block_size"], *job_data(p)), callbacks=(probes,), progress=False)
     keep = ("step", "train_loss", "val_loss", "grad_norm")
     history = [{k: r[k] for k in keep if k in r} for r in run.history]
     return {"outcome": run.outcome, "train_loss": run.train_loss, "val_loss": run.val_loss,

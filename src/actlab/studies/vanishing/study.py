@@ -34,6 +34,7 @@ from __future__ import annotations
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 from actlab.nn.mlp import default_init
+from actlab.studies import common
 from actlab.studies.base import Verdict, check_preset, register_study
 from actlab.studies.vanishing.evidence import (
     ACTS, MARGIN, MODELS, NORM_FLOOR, caveats_for, family_gap, fmt, log_ratios, model_evidence,
@@ -102,16 +103,16 @@ PRESETS = {
 
 # -- the grid ------------------------------------------------------------------------------
 
-def jobs_for(preset: dict) -> list[dict]:
-    m, g, seeds = preset["mlp"], preset["gpt"], preset["seeds"]
+def jobs_for(preset: dict, corpus: dict | None = None) -> list[dict]:
+    m, g, seeds, corpus = preset["mlp"], preset["gpt"], preset["seeds"], corpus or {}
     jobs = []
     for act in preset["acts"]:
         inits = [default_init(act)] if m["inits"] == "paper" else ["xavier", "kaiming"]
         jobs += [{"model": "mlp", "act": act, "depth": depth, "width": width, "init": init,
-                  "seed": seed, **{k: m[k] for k in ("steps", "every", "batch_size", "lr")}}
+                  "seed": seed, **{k: m[k] for k in ("steps", "every", "batch_size", "lr")}, **corpus}
                  for width in m["widths"] for init in inits for depth in m["depths"] for seed in seeds]
         gpt = {k: v for k, v in g.items() if k != "depths"}
-        jobs += [{"model": "gpt", "act": act, "depth": depth, "seed": seed, **gpt}
+        jobs += [{"model": "gpt", "act": act, "depth": depth, "seed": seed, **gpt, **corpus}
                  for depth in g["depths"] for seed in seeds]
     return jobs
 
@@ -141,15 +142,19 @@ def decide(gaps: dict[str, dict]) -> str:
 
 
 @register_study(STUDY, "C1")
-def run(preset: str = "quick", out_dir: str = "results/vanishing", progress: bool = True) -> Verdict:
+def run(preset: str = "quick", out_dir: str = "results/vanishing", progress: bool = True, *,
+        data: str | None = None, tokenizer: str = "char") -> Verdict:
     """C1: per-layer gradient norms vs depth, plain deep MLP and pre-LN GPT, per activation."""
     from actlab.studies.vanishing.figures import draw
 
     check_preset(preset)
     cfg = PRESETS[preset]
-    results = run_grid(STUDY, jobs_for(cfg), run_one, out_dir, progress=progress)
+    corpus = common.corpus_keys(data, "char")  # character-level models (common.char_only)
+    bundle = common.gpt_data(cfg["gpt"]["block_size"], corpus.get("data"), "char")  # checked first
+    results = run_grid(STUDY, jobs_for(cfg, corpus), run_one, out_dir, progress=progress)
     ev = {m: model_evidence(reference(results, m, cfg)) for m in MODELS}
     ev["margin_decades"] = MARGIN
+    ev["corpus"] = common.corpus_record(bundle, corpus.get("data"))
     # Other MLP widths and inits (full preset): reported beside, never read by the rule.
     mlp = [r for r in results if r["params"]["model"] == "mlp"]
     ev["mlp_variants"] = {
@@ -163,4 +168,4 @@ def run(preset: str = "quick", out_dir: str = "results/vanishing", progress: boo
                f"GPT {fmt(ev['gpt']['gap'])} ({ev['gpt']['status']}) decades")
     return Verdict(claim="C1", quote=CLAIMS["C1"].quote, rule=RULE, verdict=verdict, evidence=ev,
                    figures=figures, preset=preset, study=STUDY, summary=summary,
-                   caveats=caveats_for(ev, cfg))
+                   caveats=caveats_for(ev, cfg) + common.char_only("C1", tokenizer))
