@@ -67,6 +67,9 @@ SIZES = {
     # one thread each: `--sizes Q --threads 1`.
     "Q": dict(n_layer=1, n_embd=48, n_head=2, block_size=64, batch=32, rounds=15, steps=10,
               warmup=5),
+    # The standard preset of C3 and C5, the same way: `--sizes STD --threads 1`.
+    "STD": dict(n_layer=1, n_embd=64, n_head=2, block_size=64, batch=32, rounds=15, steps=8,
+                warmup=5),
 }
 IMPLS = ("actlab", "hf_gelu_new", "hf_gelu_pytorch_tanh", "reference")
 EXTRA_IMPLS = ("actlab_gelu", "actlab_compiled")  # erf GELU; the compiled forward (default)
@@ -228,7 +231,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "shp pk = achieved model FLOP/s over the square GEMM peak / the model-shaped GEMMs timed in "
         "the rounds / their peak; loss0 = untrained loss "
         "on the first batch (about ln 96 = 4.56). Ratios > 1 mean actlab is faster.")
-    p.add_argument("--sizes", default="S,M", help="comma-separated sizes, from S and M (default: S,M)")
+    p.add_argument("--sizes", default="S,M", help="comma-separated sizes, from " + ", ".join(SIZES) + " (default: S,M)")
     p.add_argument("--steps", type=int, default=0,
                    help="timed training steps per implementation per round (default: 20 on CUDA; "
                    + ", ".join(f"{k}: {v['steps']}" for k, v in SIZES.items()) + " on CPU)")
@@ -330,7 +333,7 @@ def main(argv=None) -> dict:
     print(f"device {result['device']}, {args.threads} threads, torch {torch.__version__}, {args.dtype}; "
           f"1-min load average {_fmt_load(load)} before, {_fmt_load(result['load_avg_1min_after'])} after; "
           f"GOMP_SPINCOUNT={omp['GOMP_SPINCOUNT']}; allocator {result['allocator']}")
-    shaped = ", ".join(f"{k[-1]} {v:.1f}" for k, v in gemm.items() if k.startswith("model_shaped"))
+    shaped = ", ".join(f"{k.removeprefix('model_shaped_')} {v:.1f}" for k, v in gemm.items() if k.startswith("model_shaped"))
     print(f"GEMM {args.dtype}: square {n}^3 {gemm['square']:.1f} GFLOP/s (best of 10, before and "
           f"after the rounds); model-shaped linear layers (fwd + both bwd GEMMs): {shaped} GFLOP/s")
     print("MFU = (6 N + 12 L C T) FLOPs/token x tokens/s / GEMM throughput (attention counted "

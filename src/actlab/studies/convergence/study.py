@@ -318,9 +318,11 @@ def _caveats(p: dict, lrs: dict, summary: dict, bundle) -> list[str]:
     out += [
         f"tiny models ({p['model']['n_layer']} layer{'s' if p['model']['n_layer'] > 1 else ''}, "
         f"width {p['model']['n_embd']}), "
-        f"{bundle.name} by {bundle.tokenizer.kind} tokens, {t['steps']} steps of {t['batch_size']}x"
+        f"{bundle.name} ({bundle.tokenizer.kind} tokens), {t['steps']} steps of {t['batch_size']}x"
         f"{p['model']['block_size']} tokens; Shazeer 2020 trained 65,536 steps of T5 on C4",
-        f"{len(p['seeds'])} evaluation seeds and {len(p['lrs'])} learning rates per activation",
+        f"{len(p['seeds'])} evaluation seeds; a grid of {len(p['lrs'])} learning rates per activation"
+        + (f", grown past its edge for {', '.join(grown)}" if (grown := sorted(
+            a for a, v in lrs.items() if len(v["lrs"]) > len(p["lrs"]))) else ""),
         "tokens/s is wall-clock on shared CPU cores: compare ratios, not absolute values",
     ]
     edge = sorted(a for a, v in lrs.items() if v["at_edge"])
