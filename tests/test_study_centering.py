@@ -79,14 +79,30 @@ def test_loss_outcome_thresholds(lo, hi, expected):
     assert c.loss_outcome({"lo": lo, "hi": hi}) == expected
 
 
-def test_pick_lrs_takes_the_lowest_loss_and_treats_divergence_as_worst():
+def test_tuning_takes_the_lowest_loss_treats_divergence_as_worst_and_grows_an_edge(monkeypatch, tmp_path):
+    # fake stored runs: 1.0 diverges everywhere; 0.3 beats 0.1, except for tanh, whose loss
+    # keeps falling as the rate shrinks, so its best sits on the lower edge and its grid grows
+    # one step (x 1/3) at a time, up to common.MAX_EXTENSIONS = 3 steps
     preset = {**c.PRESETS["quick"], "lrs": {s: (0.1, 0.3, 1.0) for s in c.SETTINGS}}
-    losses = {0.1: 2.5, 0.3: 2.2, 1.0: None}  # 1.0 diverged
-    tuned = [{"params": {"model": s.split("/")[0], "optimizer": s.split("/")[1], "act": a,
-                         "lr": lr}, "final_loss": loss}
-             for s in c.SETTINGS for a in c.ACTS for lr, loss in losses.items()]
-    chosen = c.pick_lrs(preset, tuned)
-    assert all(chosen[s][a] == 0.3 for s in c.SETTINGS for a in c.ACTS)
+    calls = []
+
+    def fake_grid(study, jobs, fn, out, progress=True):
+        calls.append(len(jobs))
+        def loss(p):
+            if p["lr"] >= 1.0:
+                return None
+            return p["lr"] if p["act"] == "tanh" else {0.1: 2.5, 0.3: 2.2}.get(p["lr"], 3.0)
+        return [{"params": j, "final_loss": loss(j)} for j in jobs]
+
+    monkeypatch.setattr(c, "run_grid", fake_grid)
+    tuning = c.tune(preset, tmp_path, progress=False)
+    lrs = c.chosen_lrs(preset, tuning)
+    assert all(lrs[s][a] == 0.3 for s in c.SETTINGS for a in c.RUN_ACTS if a != "tanh")
+    for s in c.SETTINGS:  # three extensions (the cap), each a third of the last edge
+        assert tuning[(s, "tanh")]["lrs"] == [0.0037, 0.0111, 0.0333, 0.1, 0.3, 1.0]
+        assert tuning[(s, "tanh")]["lr"] == 0.0037 and tuning[(s, "tanh")]["at_edge"]
+        assert not tuning[(s, "gelu")]["at_edge"] and tuning[(s, "gelu")]["lrs"] == [0.1, 0.3, 1.0]
+    assert len(calls) == 4  # the first grid, then one growth per extension
 
 
 # -- the regime rule, on hand-built stored results ---------------------------------------------
@@ -227,5 +243,5 @@ def test_rerun_reuses_stored_runs(smoke, monkeypatch):
     with Store(out / "runs.sqlite") as store:
         runs = store.runs("centering")
     preset = c.PRESETS["smoke"]
-    assert len(runs) == len(c.eval_jobs(preset, c.pick_lrs(preset, []))) + len(c.tune_jobs(preset))
+    assert len(runs) == len(c.eval_jobs(preset, c.chosen_lrs(preset, {})))  # one-point grids: no tuning
     assert all(r["status"] == "finished" for r in runs)

@@ -21,7 +21,8 @@ too, but its slope at 0 is 1 instead of 1/4, so a sigmoid vs tanh gap mixes cent
 
 Learning rates: a small grid per (model, optimizer), and each activation gets the grid point
 with the lowest final loss on a tuning seed that is not one of the evaluation seeds (a grid of
-one point means a rate fixed a priori for every activation). Tuning per activation keeps the
+one point means a rate fixed a priori for every activation); a best rate on the grid's edge
+grows that grid one step beyond it, up to three steps (common.grow_grids). Tuning per activation keeps the
 comparison from handicapping one activation with a rate chosen for another, and the held-out
 seed keeps the selection's noise out of the paired tests.
 
@@ -137,17 +138,28 @@ def _job(preset: dict, setting: str, act: str, lr: float, seed: int, phase: str,
             "seed": seed, "size": preset[model], "every": preset["every"], **(corpus or {})}
 
 
-def tune_jobs(preset: dict, corpus: dict | None = None) -> list[dict]:
-    return [_job(preset, s, a, lr, common.TUNE_SEED, "tune", corpus) for s in SETTINGS
-            for a in RUN_ACTS for lr in preset["lrs"][s] if len(preset["lrs"][s]) > 1]
+def _group(p: dict) -> tuple[str, str]:
+    return f"{p['model']}/{p['optimizer']}", p["act"]
 
 
-def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
-    """{setting: {act: lr}}: the lowest final loss on the tuning seed (a diverged run counts
-    as +inf; ties go to the smaller rate); a one-point grid is its own choice."""
-    best = common.pick_lrs(tuned, lambda p: (f"{p['model']}/{p['optimizer']}", p["act"]),
-                           {(s, a): preset["lrs"][s] for s in SETTINGS for a in RUN_ACTS})
-    return {s: {a: best[(s, a)]["lr"] for a in RUN_ACTS} for s in SETTINGS}
+def tune(preset: dict, out_dir, progress: bool, corpus: dict | None = None) -> dict:
+    """{(setting, act): common.pick_lrs' choice (lowest final loss on the tuning seed, a
+    diverged run +inf, ties to the smaller rate)} for the settings with a grid of several
+    rates, an edge best growing its grid one step at a time (common.grow_grids)."""
+    grids = {(s, a): preset["lrs"][s] for s in SETTINGS for a in RUN_ACTS if len(preset["lrs"][s]) > 1}
+
+    def run_and_pick(grids: dict) -> dict:
+        jobs = [_job(preset, s, a, lr, common.TUNE_SEED, "tune", corpus) for (s, a), lrs in grids.items()
+                for lr in lrs]
+        return common.pick_lrs(run_grid(STUDY, jobs, run_one, out_dir, progress=progress), _group, grids)
+
+    return common.grow_grids(grids, run_and_pick) if grids else {}
+
+
+def chosen_lrs(preset: dict, tuning: dict) -> dict:
+    """{setting: {act: lr}}: the tuned rate, or the one rate of a one-point grid."""
+    return {s: {a: tuning[(s, a)]["lr"] if (s, a) in tuning else preset["lrs"][s][0]
+                for a in RUN_ACTS} for s in SETTINGS}
 
 
 def eval_jobs(preset: dict, lrs: dict, corpus: dict | None = None) -> list[dict]:
@@ -319,11 +331,10 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
         n_bad = sum(ev["not_completed"].values())
         if n_bad:
             out.append(f"{s}: {n_bad} evaluation run(s) diverged or failed and were left out.")
-        grid = preset["lrs"][s]
-        edge = [a for a, lr in ev["lr"].items() if len(grid) > 1 and lr in (grid[0], grid[-1])]
+        edge = ev.get("lr_at_edge", [])
         if edge:
             out.append(f"{s}: the learning rate chosen for {', '.join(edge)} lies at the edge of "
-                       f"the grid {list(grid)}; a wider grid might change that comparison"
+                       "its grid after growing it; a wider grid might change that comparison"
                        f"{' or the regime check' if REF in edge else ''}.")
         if not in_regime(ev):
             out.append(f"{s}: {OUT} ({_reason(ev)}); its comparison counts for no verdict.")
@@ -352,13 +363,16 @@ def run(preset: str = "quick", out_dir="results/centering", progress: bool = Tru
     cfg = PRESETS[check_preset(preset)]
     corpus = common.corpus_keys(data, "char")  # character-level models (common.char_only)
     bundle = common.gpt_data(cfg["gpt"]["block_size"], corpus.get("data"), "char")  # checked first
-    tuned = run_grid(STUDY, tune_jobs(cfg, corpus), run_one, out_dir, progress=progress)
-    lrs = pick_lrs(cfg, tuned)
+    tuning = tune(cfg, out_dir, progress, corpus)
+    lrs = chosen_lrs(cfg, tuning)
     results = run_grid(STUDY, eval_jobs(cfg, lrs, corpus), run_one, out_dir, progress=progress)
     # The MLP task reads the same corpus, split and character tokenizer as the GPT, so one
     # set of baselines serves every setting.
     baselines = bundle.baselines()
     settings = all_settings(results, baselines, regime.hint_for(preset))
+    for s, ev in settings.items():  # the grids as tuned, grown past an edge where it was needed
+        ev["lr_grid"] = {a: tuning[(s, a)]["lrs"] for a in RUN_ACTS if (s, a) in tuning}
+        ev["lr_at_edge"] = [a for a in RUN_ACTS if tuning.get((s, a), {}).get("at_edge")]
     verdict = decide(settings)
     figures = draw_all(results, settings, out_dir, ACTS)
     evidence = {"margin": MARGIN, "seeds": list(cfg["seeds"]), "tune_seed": common.TUNE_SEED,
