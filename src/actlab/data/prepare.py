@@ -17,6 +17,7 @@ from actlab.errors import ActlabError
 class DataBundle:
     name: str               # corpus name: "shakespeare", a file name or a folder name
     text_hash: str          # corpus_hash of the whole text (before the split)
+    chars: int              # characters of the whole text
     tokenizer: Tokenizer
     train_ids: torch.Tensor  # int64, 1-D
     val_ids: torch.Tensor    # int64, 1-D
@@ -50,5 +51,5 @@ def prepare(path: str | os.PathLike | None, tokenizer_kind: str, block_size: int
     where = "the bundled corpus" if path is None else str(path)
     check_length(train_ids, block_size, f"{where}: training split")
     check_length(val_ids, block_size, f"{where}: validation split")
-    return DataBundle(name=name, text_hash=corpus_hash(text), tokenizer=tok,
+    return DataBundle(name=name, text_hash=corpus_hash(text), chars=len(text), tokenizer=tok,
                       train_ids=train_ids, val_ids=val_ids, vocab_size=tok.vocab_size)

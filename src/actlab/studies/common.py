@@ -132,14 +132,14 @@ def char_only(study: str, tokenizer: str) -> list[str]:
 
 def corpus_record(bundle, data: str | None) -> dict:
     """What a verdict says of its corpus: name, path, hash, size in characters and, where a
-    prepared `bundle` (DataBundle) is given, its tokenizer, tokens and baselines."""
-    from actlab.data import load_corpus
-    from actlab.data.corpus import corpus_hash
+    prepared `bundle` (DataBundle) is given, its tokenizer, tokens and baselines (the text is
+    read again only without one)."""
+    if bundle is None:
+        from actlab.data import load_corpus
+        from actlab.data.corpus import corpus_hash
 
-    text, name = load_corpus(data)
-    out = {"name": name, "path": data or "bundled", "sha256": corpus_hash(text), "chars": len(text)}
-    if bundle is not None:
-        out.update(tokenizer=bundle.tokenizer.kind, vocab_size=bundle.vocab_size,
-                   tokens=int(len(bundle.train_ids) + len(bundle.val_ids)),
-                   baselines=bundle.baselines())
-    return out
+        text, name = load_corpus(data)
+        return {"name": name, "path": data or "bundled", "sha256": corpus_hash(text), "chars": len(text)}
+    return {"name": bundle.name, "path": data or "bundled", "sha256": bundle.text_hash,
+            "chars": bundle.chars, "tokenizer": bundle.tokenizer.kind, "vocab_size": bundle.vocab_size,
+            "tokens": int(len(bundle.train_ids) + len(bundle.val_ids)), "baselines": bundle.baselines()}

@@ -164,19 +164,19 @@ def _job(preset: dict, variant: str, lr: float, seed: int, stage: str,
             "mlp_ratio": ratio, "lr": lr, "seed": seed, "size": preset["size"], **(corpus or {})}
 
 
-def tune_jobs(preset: dict, grids: dict | None = None, corpus: dict | None = None) -> list[dict]:
-    """The tuning runs of `grids` ({variant: rates}, default the preset's grid for all); none
-    for a one-point grid."""
-    if len(preset["lrs"]) < 2:
-        return []
-    grids = grids or {v: preset["lrs"] for v in VARIANTS}
+def _variant(params: dict) -> str:
+    return params["variant"]
+
+
+def tune_jobs(preset: dict, grids: dict, corpus: dict | None = None) -> list[dict]:
+    """The tuning runs of `grids` ({variant: rates})."""
     return [_job(preset, v, lr, common.TUNE_SEED, "tune", corpus) for v in VARIANTS for lr in grids[v]]
 
 
-def pick_lrs(preset: dict, tuned: list[dict], grids: dict | None = None) -> dict:
+def pick_lrs(preset: dict, tuned: list[dict]) -> dict:
     """{variant: lr}: the lowest final loss on the tuning seed (diverged or failed = +inf;
     ties go to the smaller rate); a one-point grid is every variant's rate."""
-    best = common.pick_lrs(tuned, lambda p: p["variant"], grids or {v: preset["lrs"] for v in VARIANTS})
+    best = common.pick_lrs(tuned, _variant, {v: preset["lrs"] for v in VARIANTS})
     return {v: best[v]["lr"] for v in VARIANTS}
 
 
@@ -188,7 +188,7 @@ def tune(preset: dict, out_dir, progress: bool, corpus: dict | None = None) -> d
     def run_and_pick(grids: dict) -> dict:
         tuned = run_grid(STUDY, tune_jobs(preset, grids, corpus), train_variant, out_dir,
                          progress=progress)
-        return common.pick_lrs(tuned, lambda p: p["variant"], grids)
+        return common.pick_lrs(tuned, _variant, grids)
 
     chosen = common.grow_grids({v: preset["lrs"] for v in VARIANTS}, run_and_pick)
     return {v: c["lr"] for v, c in chosen.items()}
