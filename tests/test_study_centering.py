@@ -71,6 +71,21 @@ def test_a_setting_out_of_regime_supports_and_refutes_nothing():
     assert c.decide(settings) == base.INCONCLUSIVE
 
 
+def test_a_setting_the_preset_does_not_train_counts_as_out_of_regime():
+    assert c.settings_of(c.PRESETS["quick"]) == ("mlp/sgd", "mlp/adamw", "gpt/adamw")
+    assert c.settings_of(c.PRESETS["standard"]) == c.SETTINGS
+    settings = _settings(WORSE, WORSE, WORSE, WORSE)
+    del settings["gpt/sgd"]
+    assert c.decide(settings) == base.CAVEAT  # three penalties, the fourth never trained
+    settings = _settings(EQUIV, EQUIV, EQUIV, EQUIV)
+    del settings["gpt/sgd"]
+    assert c.decide(settings) == base.INCONCLUSIVE  # not "equivalent everywhere"
+    jobs = c.eval_jobs(c.PRESETS["quick"], c.chosen_lrs(c.PRESETS["quick"], {}))
+    assert {(j["model"], j["optimizer"]) for j in jobs} == {("mlp", "sgd"), ("mlp", "adamw"),
+                                                            ("gpt", "adamw")}
+    assert len(jobs) == 3 * len(c.RUN_ACTS) * len(c.PRESETS["quick"]["seeds"])
+
+
 @pytest.mark.parametrize("lo, hi, expected", [
     (0.001, 0.3, "worse"), (-0.3, -0.001, "better"), (-c.MARGIN, c.MARGIN, "equivalent"),
     (-0.02, 0.005, "unresolved"), (math.nan, math.nan, "unresolved"),
@@ -83,7 +98,7 @@ def test_tuning_takes_the_lowest_loss_treats_divergence_as_worst_and_grows_an_ed
     # fake stored runs: 1.0 diverges everywhere; 0.3 beats 0.1, except for tanh, whose loss
     # keeps falling as the rate shrinks, so its best sits on the lower edge and its grid grows
     # one step (x 1/3) at a time, up to common.MAX_EXTENSIONS = 3 steps
-    preset = {**c.PRESETS["quick"], "lrs": {s: (0.1, 0.3, 1.0) for s in c.SETTINGS}}
+    preset = {**c.PRESETS["standard"], "lrs": {s: (0.1, 0.3, 1.0) for s in c.SETTINGS}}
     calls = []
 
     def fake_grid(study, jobs, fn, out, progress=True):

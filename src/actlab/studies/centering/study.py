@@ -49,14 +49,12 @@ from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORT
 from actlab.analysis.stats import mean_ci, paired_test
 from actlab.studies import common
 from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.studies.centering.presets import PRESETS, SETTINGS, settings_of
 from actlab.studies.centering.runs import run_one
 from actlab.engine.sweep import run_grid
 
 STUDY = "centering"
 ACTS = ("sigmoid", "sigmoid_centered", "tanh")
-MODELS = ("mlp", "gpt")
-OPTIMIZERS = ("sgd", "adamw")
-SETTINGS = tuple(f"{m}/{o}" for m in MODELS for o in OPTIMIZERS)
 # Every setting also trains the regime reference; it never enters the comparisons.
 REF = regime.REFERENCE_ACT
 RUN_ACTS = (*ACTS, REF)
@@ -86,48 +84,9 @@ RULE = (
     f"regime has the outcome '{OUT}', which is none of 'worse', 'better' or 'equivalent': it "
     "supports and refutes nothing, so SUPPORTED and 'equivalent everywhere' need all four "
     "settings in regime, 'worse' and 'better' count only in settings in regime, and with every "
-    "setting out of regime the verdict is INCONCLUSIVE."
+    "setting out of regime the verdict is INCONCLUSIVE. A setting a preset does not train "
+    "counts as out of regime."
 )
-
-# Sizes per preset. quick: under three minutes on two busy CPU cores (run_grid runs one
-# single-threaded job per core) for the three compared activations, and a third more for the
-# GELU reference. full: GPU-sized; its grids reach past the rates quick chose.
-PRESETS = {
-    "smoke": dict(
-        seeds=(0, 1), every=2,
-        mlp=dict(width=16, depth=4, steps=40, batch_size=32),
-        gpt=dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, steps=16,
-                 eval_batches=2, warmup_steps=2),
-        lrs={"mlp/sgd": (0.3,), "mlp/adamw": (3e-3,), "gpt/sgd": (0.5,), "gpt/adamw": (3e-3,)},
-    ),
-    "quick": dict(
-        seeds=(0, 1, 2, 3), every=5,
-        mlp=dict(width=64, depth=6, steps=300, batch_size=64),
-        gpt=dict(n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=16, steps=80,
-                 eval_batches=8, warmup_steps=8),
-        lrs={"mlp/sgd": (0.1, 0.3, 1.0), "mlp/adamw": (1e-3, 3e-3, 1e-2),
-             "gpt/sgd": (0.3, 1.0), "gpt/adamw": (3e-3, 1e-2)},
-    ),
-    # standard: the GPT at the size that reaches the regime in C3's quick calibration (1 x 48,
-    # context 64, batch 32, 900 steps), the MLP trained five times longer than quick, 5 seeds.
-    "standard": dict(
-        seeds=(0, 1, 2, 3, 4), every=10,
-        mlp=dict(width=64, depth=6, steps=1500, batch_size=64),
-        gpt=dict(n_layer=1, n_head=2, n_embd=48, block_size=64, batch_size=32, steps=900,
-                 eval_batches=16, warmup_steps=45),
-        lrs={"mlp/sgd": (0.1, 0.3, 1.0), "mlp/adamw": (1e-3, 3e-3, 1e-2),
-             "gpt/sgd": (0.3, 1.0, 3.0), "gpt/adamw": (3e-3, 1e-2, 3e-2)},
-    ),
-    "full": dict(
-        seeds=tuple(range(8)), every=10,
-        mlp=dict(width=256, depth=8, steps=3000, batch_size=128),
-        gpt=dict(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32, steps=2000,
-                 eval_batches=32, warmup_steps=100),
-        lrs={"mlp/sgd": (0.1, 0.3, 1.0, 3.0), "mlp/adamw": (1e-3, 3e-3, 1e-2, 3e-2),
-             "gpt/sgd": (0.3, 1.0, 3.0), "gpt/adamw": (1e-3, 3e-3, 1e-2, 3e-2)},
-    ),
-}
-
 
 # -- the grid ------------------------------------------------------------------------------
 
@@ -146,7 +105,8 @@ def tune(preset: dict, out_dir, progress: bool, corpus: dict | None = None) -> d
     """{(setting, act): common.pick_lrs' choice (lowest final loss on the tuning seed, a
     diverged run +inf, ties to the smaller rate)} for the settings with a grid of several
     rates, an edge best growing its grid one step at a time (common.grow_grids)."""
-    grids = {(s, a): preset["lrs"][s] for s in SETTINGS for a in RUN_ACTS if len(preset["lrs"][s]) > 1}
+    grids = {(s, a): preset["lrs"][s] for s in settings_of(preset) for a in RUN_ACTS
+             if len(preset["lrs"][s]) > 1}
 
     def run_and_pick(grids: dict) -> dict:
         jobs = [_job(preset, s, a, lr, common.TUNE_SEED, "tune", corpus) for (s, a), lrs in grids.items()
@@ -159,11 +119,11 @@ def tune(preset: dict, out_dir, progress: bool, corpus: dict | None = None) -> d
 def chosen_lrs(preset: dict, tuning: dict) -> dict:
     """{setting: {act: lr}}: the tuned rate, or the one rate of a one-point grid."""
     return {s: {a: tuning[(s, a)]["lr"] if (s, a) in tuning else preset["lrs"][s][0]
-                for a in RUN_ACTS} for s in SETTINGS}
+                for a in RUN_ACTS} for s in settings_of(preset)}
 
 
 def eval_jobs(preset: dict, lrs: dict, corpus: dict | None = None) -> list[dict]:
-    return [_job(preset, s, a, lrs[s][a], seed, "eval", corpus) for s in SETTINGS
+    return [_job(preset, s, a, lrs[s][a], seed, "eval", corpus) for s in settings_of(preset)
             for a in RUN_ACTS for seed in preset["seeds"]]
 
 
@@ -213,9 +173,11 @@ def setting_evidence(results: list[dict], setting: str, baselines: dict | None,
     return ev
 
 
-def all_settings(results: list[dict], baselines: dict | None, hint: str = regime.HINT) -> dict:
-    """{setting: evidence} with each setting's loss outcome and mechanism, as run() stores it."""
-    settings = {s: setting_evidence(results, s, baselines, hint) for s in SETTINGS}
+def all_settings(results: list[dict], baselines: dict | None, hint: str = regime.HINT,
+                 names: tuple[str, ...] = SETTINGS) -> dict:
+    """{setting: evidence} for the settings `names` (a preset's settings_of), with each one's
+    loss outcome and mechanism, as run() stores it."""
+    settings = {s: setting_evidence(results, s, baselines, hint) for s in names}
     for ev in settings.values():
         ev["loss_outcome"] = loss_outcome(ev["final_loss_diff"])
         ev["mechanism"] = mechanism(ev)
@@ -265,7 +227,8 @@ def decide(settings: dict[str, dict]) -> str:
     'equivalent': models no better than a trigram table say nothing about the claim, so they
     can neither complete an "everywhere" nor supply a penalty or a reversal.
     """
-    outcomes = {s: rule_outcome(ev) for s, ev in settings.items()}
+    # A setting the preset did not train counts as out of regime: it completes no "everywhere".
+    outcomes = {s: OUT for s in SETTINGS} | {s: rule_outcome(ev) for s, ev in settings.items()}
     worse = [s for s, o in outcomes.items() if o == "worse"]
     if worse and len(worse) == len(outcomes) and all(mechanism(ev) for ev in settings.values()):
         return SUPPORTED
@@ -306,7 +269,7 @@ def summary_line(settings: dict) -> str:
     parts = [f"{s} {_fmt(ev['final_loss_diff'])} ({ev['loss_outcome']})" if in_regime(ev)
              else f"{s} {OUT} ({_reason(ev)})"
              for s, ev in settings.items()]
-    coh = settings["mlp/sgd"]["coherence"]
+    coh = settings.get("mlp/sgd", next(iter(settings.values())))["coherence"]
     return ("sigmoid - centred final loss: " + "; ".join(parts) +
             f"; coherence {num(coh['sigmoid']['mean']):.2f} vs "
             f"{num(coh['sigmoid_centered']['mean']):.2f}")
@@ -327,6 +290,10 @@ def _caveats(settings: dict, preset_name: str, preset: dict) -> list[str]:
         if any(len(v) > 1 for v in preset["lrs"].values()) else
         "One learning rate per (model, optimizer), fixed a priori for every activation",
     ]
+    missing = [s for s in SETTINGS if s not in settings]
+    if missing:
+        out.append(f"Preset {preset_name!r} does not train {', '.join(missing)} (out of the "
+                   "regime at this budget); the rule counts it as out of regime.")
     for s, ev in settings.items():
         n_bad = sum(ev["not_completed"].values())
         if n_bad:
@@ -369,7 +336,7 @@ def run(preset: str = "quick", out_dir="results/centering", progress: bool = Tru
     # The MLP task reads the same corpus, split and character tokenizer as the GPT, so one
     # set of baselines serves every setting.
     baselines = bundle.baselines()
-    settings = all_settings(results, baselines, regime.hint_for(preset))
+    settings = all_settings(results, baselines, regime.hint_for(preset), settings_of(cfg))
     for s, ev in settings.items():  # the grids as tuned, grown past an edge where it was needed
         ev["lr_grid"] = {a: tuning[(s, a)]["lrs"] for a in RUN_ACTS if (s, a) in tuning}
         ev["lr_at_edge"] = [a for a in RUN_ACTS if tuning.get((s, a), {}).get("at_edge")]
