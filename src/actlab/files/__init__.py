@@ -1,0 +1,1 @@
+"""Files actlab writes: atomically (a temporary name, then a rename) and, for JSON, strictly."""
