@@ -44,3 +44,26 @@ def test_atomic_path_removes_its_temporary_on_an_exception(tmp_path):
     with atomic.atomic_path(path) as tmp:
         tmp.write_bytes(b"whole")
     assert path.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        path = atomic.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_device_is_written_in_place_never_replaced(tmp_path):
+    import os
+    import stat
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # /dev/null stays a character device after a write through it
+    atomic.write_json("/dev/null", {"x": 1})
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    with atomic.atomic_path(fifo) as target:
+        assert target == fifo
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

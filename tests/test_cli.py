@@ -73,6 +73,25 @@ def test_config_file_and_flag_precedence(capsys, tmp_path):
     assert cfg["steps"] == 2 and cfg["model"]["n_layer"] == 1
 
 
+def test_an_import_path_in_a_config_file_needs_trust_code(capsys, tmp_path):
+    data = tmp_path / "t.txt"
+    data.write_text(TEXT)
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'data = "{data}"\nact = "torch.nn.functional:gelu"\n[model]\nn_layer = 1\n'
+                    'n_embd = 16\nn_head = 2\nblock_size = 16\n')
+    argv = ["train", "--config", str(conf), "--steps", "2", "--batch-size", "2", "--quiet"]
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err)
+    assert "import path" in err and "--trust-code" in err and out == ""
+    code, out, _ = run_cli(capsys, *argv, "--trust-code")
+    assert code == 0 and "act=torch.nn.functional:gelu" in out
+    # on the command line an import path is the user's own choice: no flag needed
+    code, out, _ = run_cli(capsys, "train", "--data", str(data), "--act", "torch.nn.functional:gelu",
+                           "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
+                           "--steps", "2", "--batch-size", "2", "--quiet")
+    assert code == 0
+
+
 def _bad_inputs(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02" * 50)

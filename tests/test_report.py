@@ -112,3 +112,52 @@ def test_headless_browser_renders_a_non_blank_page_with_the_verdict_table(audit_
     pixels = mpimg.imread(png)
     assert pixels.shape[0] >= 1000
     assert float(np.std(pixels[..., :3])) > 0.02  # not a blank page
+
+
+HOSTILE_ID = "C9|*<script>alert(1)</script>"
+HOSTILE_NAME = "user-a|b*c_[x]"
+
+
+def _hand_made_audit(out):
+    """An audit folder written by hand: one study whose claim id, name, texts and corpus path
+    are hostile user strings."""
+    study = out / HOSTILE_NAME
+    study.mkdir(parents=True)
+    verdict = {"claim": HOSTILE_ID, "quote": "a *quote*\nover two lines", "rule": "rule `x` | y",
+               "verdict": SUPPORTED, "evidence": {"note": "```\n<script>"}, "figures": [],
+               "preset": "smoke", "seconds": 1.0, "study": HOSTILE_NAME,
+               "summary": "diff <b>0.1</b> | p *0.2*", "caveats": ["see [this](javascript:x)"]}
+    (study / "verdict.json").write_text(json.dumps(verdict))
+    meta = {"preset": "smoke", "order": [HOSTILE_NAME], "seconds": 3.0,
+            "studies": {HOSTILE_NAME: {"seconds": 1.0, "error": None, "verdict": SUPPORTED}},
+            "corpus": {"name": "x|y", "path": "/data/<i>a|b</i>*.txt", "chars": 10,
+                       "sha256": "ab", "tokenizer": "char"},
+            "env": {"platform": "linux | <b>"}}
+    (out / "audit.json").write_text(json.dumps(meta))
+
+
+def test_markdown_escapes_user_strings(tmp_path):
+    import re
+
+    _hand_made_audit(tmp_path)
+    render_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "<script>" not in md.split("```json")[0] and "<b>" not in md and "<i>" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| C9"))
+    assert row == ("| C9\\|\\*&lt;script&gt;alert(1)&lt;/script&gt; | user-a\\|b\\*c\\_\\[x\\] | "
+                   "**SUPPORTED** | diff &lt;b&gt;0.1&lt;/b&gt; \\| p \\*0.2\\* | 1 s |")
+    assert len(re.findall(r"(?<!\\)\|", row)) == 6  # five cells, whatever the strings hold
+    assert "> a \\*quote\\* over two lines" in md  # one line: a newline cannot start a block
+    assert "Corpus: x\\|y (/data/&lt;i&gt;a\\|b&lt;/i&gt;\\*.txt)" in md
+    assert "- caveat: see \\[this\\](javascript:x)" in md
+    assert "- platform: linux \\| &lt;b&gt;" in md
+    # the evidence keeps its text verbatim inside a fence longer than its own backticks
+    assert "````json\n{\n  \"note\": \"```\\n<script>\"\n}\n````" in md
+
+
+def test_html_escapes_a_hostile_claim_id(tmp_path):
+    _hand_made_audit(tmp_path)
+    render_report(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "<script>" not in html and "<b>0.1</b>" not in html and "<i>a|b</i>" not in html
+    assert "C9|*&lt;script&gt;alert(1)&lt;/script&gt;" in html

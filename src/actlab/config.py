@@ -2,6 +2,11 @@
 
 A run is fully described by a `TrainConfig` (which holds its `ModelConfig`), so the
 config hash identifies the run and every stored number can be traced back to it.
+
+Every value is checked when a config is built, before anything is allocated: rates finite,
+counts within bounds, and the sizes against an arithmetic estimate of the memory they need
+(`memory_estimate`), so a model that cannot fit is refused in one line instead of reaching the
+allocator, or hanging while its layers are built.
 """
 
 from __future__ import annotations
@@ -9,7 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
+import os
 from dataclasses import dataclass, field, fields
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +39,42 @@ COMPILE_CHOICES = ("auto", "on", "off")
 # The studies' presets, smallest first: every study sizes each in its own PRESETS table.
 PRESET_NAMES = ("smoke", "quick", "standard", "full")
 COMPILE_AUTO_STEPS = 2000  # `compile = "auto"` compiles runs of at least this many steps
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes seeds up to here
+MAX_STEPS = 10**8  # steps, warmup_steps, eval_every: years of training at 1 s per step
+MAX_EVAL_BATCHES = 10**5  # the fixed validation batches are held in memory
+MAX_LAYERS = 10_000  # building more modules than this takes minutes whatever their width
+MAX_BPE_VOCAB = 2**20
+FLOAT_BYTES = 4  # models train in float32 (bfloat16 autocast keeps float32 weights)
+
+
+def max_threads() -> int:
+    """The largest `threads` a config may ask for: far more than any machine benefits from."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def _count(name: str, value: object, low: int, high: int) -> None:
+    """A whole number within [low, high] (the value is named in the message)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ActlabError(f"{name} must be a whole number, got {_short(value)}")
+    if not low <= value <= high:
+        raise ActlabError(f"{name} must be between {low} and {high}, got {_short(value)}")
+
+
+def _real(name: str, value: object, low: float, high: float = math.inf, *,
+          open_low: bool = False, open_high: bool = False) -> None:
+    """A finite number within the given bounds; NaN and infinity are refused by name."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ActlabError(f"{name} must be a number, got {_short(value)}")
+    finite = isinstance(value, numbers.Integral) or math.isfinite(value)
+    if not (finite and (low < value if open_low else low <= value)
+            and (value < high if open_high else value <= high)):
+        bound = f"{'>' if open_low else '>='} {low:g}" if high == math.inf else (
+            f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}")
+        raise ActlabError(f"{name} must be a finite number {bound}, got {_short(value)}")
 
 
 def _positive(name: str, value: int | float, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ActlabError(f"{name} must be {bound}, got {value}")
+    _real(name, value, 0.0, open_low=not allow_zero)
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -65,12 +103,17 @@ class ModelConfig:
     kernels: str = "auto"  # gated FFN kernels: auto | eager | fused | compile (same numbers)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _positive(name, getattr(self, name))
+        for name in ("vocab_size", "block_size", "n_head", "n_embd"):
+            _count(name, getattr(self, name), 1, 2**63 - 1)
+        _count("n_layer", self.n_layer, 1, MAX_LAYERS)
         _positive("mlp_ratio", self.mlp_ratio)
         _positive("init_std", self.init_std)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ActlabError(f"dropout must be in [0, 1), got {self.dropout}")
+        _real("dropout", self.dropout, 0.0, 1.0, open_high=True)
+        # Sizes first, in arithmetic alone: nothing below may build or allocate anything.
+        weights = FLOAT_BYTES * parameter_count(self, self.vocab_size)
+        _fits(weights, f"{self.size_fields()} give about {_sci(weights // FLOAT_BYTES)} "
+                       f"parameters, which need about {_sci(weights)} bytes for the float32 "
+                       "weights alone")
         if self.n_embd % self.n_head:
             raise ActlabError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         _choice("norm", self.norm, NORMS)
@@ -80,6 +123,11 @@ class ModelConfig:
         from actlab import activations  # late import: the registry imports torch modules
 
         activations.get_spec(self.act)  # raises a one-line error for an unknown activation
+
+    def size_fields(self) -> str:
+        """The fields that set the parameter count, as `name=value` (for messages)."""
+        return ", ".join(f"{k}={getattr(self, k)}" for k in
+                         ("n_layer", "n_embd", "mlp_ratio", "vocab_size", "block_size"))
 
 
 @dataclass
@@ -113,22 +161,36 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
+        if not isinstance(self.model, ModelConfig):
+            raise ActlabError(f"model must be a ModelConfig or a table, got {_short(self.model)}")
         if isinstance(self.compile, bool):  # true/false, as configs before "auto" wrote it
             self.compile = "on" if self.compile else "off"
-        for name in ("steps", "batch_size", "eval_every", "eval_batches", "bpe_vocab"):
-            _positive(name, getattr(self, name))
-        for name in ("warmup_steps", "weight_decay", "momentum", "grad_clip", "threads", "seed"):
-            _positive(name, getattr(self, name), allow_zero=True)
+        for name in ("steps", "eval_every"):
+            _count(name, getattr(self, name), 1, MAX_STEPS)
+        _count("warmup_steps", self.warmup_steps, 0, MAX_STEPS)
+        _count("eval_batches", self.eval_batches, 1, MAX_EVAL_BATCHES)
+        _count("batch_size", self.batch_size, 1, 2**63 - 1)
+        _count("bpe_vocab", self.bpe_vocab, 1, MAX_BPE_VOCAB)
+        _count("seed", self.seed, 0, MAX_SEED)
+        _count("threads", self.threads, 0, max_threads())  # 0: leave torch's default
         _positive("lr", self.lr)
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ActlabError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ActlabError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("weight_decay", "momentum", "grad_clip"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        for name in ("beta1", "beta2"):  # AdamW needs 0 <= beta < 1
+            _real(name, getattr(self, name), 0.0, 1.0, open_high=True)
+        _real("val_fraction", self.val_fraction, 0.0, 1.0, open_low=True, open_high=True)
+        _real("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        if self.data is not None and (not isinstance(self.data, str) or "\x00" in self.data):
+            raise ActlabError(f"data must be a path without NUL bytes, got {self.data!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("tokenizer", self.tokenizer, TOKENIZERS)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("compile", self.compile, COMPILE_CHOICES)
+        total, parts = memory_estimate(self)
+        largest = max(parts, key=lambda k: parts[k][0])
+        _fits(total, f"training needs about {_sci(total)} bytes, most of it "
+                     f"{_sci(parts[largest][0])} for {largest} ({parts[largest][1]})")
 
     def compile_wanted(self) -> bool:
         """Whether training compiles its forward: `on`, or `auto` for runs of COMPILE_AUTO_STEPS
@@ -161,14 +223,83 @@ class TrainConfig:
         return merge(cls(), raw)
 
 
+# -- memory, estimated before anything is built ------------------------------------------------
+
+
+def machine_memory() -> int | None:
+    """Physical memory in bytes; None where the OS cannot say (sizes are then not checked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX: psutil, where installed
+        try:
+            import psutil
+
+            return int(psutil.virtual_memory().total)
+        except Exception:
+            return None
+
+
+def _sci(n: int | float) -> str:
+    """A count of any size as 4.8e+25 (or 10**N past float range: sizes can be huge ints)."""
+    n = int(n)
+    return f"{float(n):.2g}" if n.bit_length() < 1000 else f"10**{int(n.bit_length() * 0.30103)}"
+
+
+def _fits(needed: int, what: str) -> None:
+    memory = machine_memory()
+    if memory is not None and needed > memory:
+        raise ActlabError(f"{what}; this machine has {memory / 1e9:.0f} GB of memory")
+
+
+def parameter_count(model: ModelConfig, vocab_size: int) -> int:
+    """Parameters of the GPT (nn.gpt), in whole-number arithmetic so that any size works:
+    token and position embeddings (the head is tied), then per layer attention (4 d^2) and
+    the MLP (2 d h, h = mlp_ratio * d; a gated MLP's three matrices of 2h/3 come to the same)."""
+    d, hidden = int(model.n_embd), _hidden(model)
+    per_layer = 4 * d * d + 2 * d * hidden + 9 * d + hidden
+    return (int(vocab_size) + int(model.block_size)) * d + int(model.n_layer) * per_layer
+
+
+def _hidden(model: ModelConfig) -> int:
+    return int(Fraction(model.mlp_ratio) * int(model.n_embd))
+
+
+def memory_estimate(cfg: TrainConfig) -> tuple[int, dict[str, tuple[int, str]]]:
+    """(bytes a training run needs at least, {part: (bytes, the fields that set it)}). A lower
+    bound, so that only what cannot run is refused: float32 weights and gradients, plus AdamW's
+    two moments or SGD's momentum; what one batch keeps for the backward pass (per token and
+    layer 10 d + 2 h floats, plus each head's attention weights where sigmoid attention stores
+    them; 2 floats per vocabulary entry for the logits); the validation batches (int64)."""
+    m = cfg.model
+    vocab = max(int(m.vocab_size), int(cfg.bpe_vocab)) if cfg.tokenizer == "bpe" else int(m.vocab_size)
+    d, layers, heads, block = int(m.n_embd), int(m.n_layer), int(m.n_head), int(m.block_size)
+    tokens = int(cfg.batch_size) * block
+    params = parameter_count(m, vocab)
+    states = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
+    attention = heads * block if m.attention.startswith("sigmoid") else 0
+    per_token = layers * (10 * d + 2 * _hidden(m) + attention) + 2 * vocab
+    parts = {
+        "weights, gradients and optimizer state": (
+            FLOAT_BYTES * (2 + states) * params, f"{_sci(params)} parameters from {m.size_fields()}"),
+        "one batch's activations": (
+            FLOAT_BYTES * tokens * per_token,
+            f"batch_size={cfg.batch_size}, block_size={block}, n_embd={d}, n_layer={layers}, "
+            f"n_head={heads}, vocab_size={vocab}"),
+        "the validation batches": (
+            3 * 8 * int(cfg.eval_batches) * tokens,
+            f"eval_batches={cfg.eval_batches}, batch_size={cfg.batch_size}, block_size={block}"),
+    }
+    return sum(v[0] for v in parts.values()), parts
+
+
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"model"}
 
 
 def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Return a new config with `overrides` applied; keys may be flat or under "model"."""
-    train = {k: v for k, v in base.to_dict().items() if k != "model"}
-    model = dict(base.to_dict()["model"])
+    train = base.to_dict()
+    model = train.pop("model")
     flat = dict(overrides)
     nested = flat.pop("model", None) or {}
     train_section = flat.pop("train", None) or {}
@@ -181,7 +312,7 @@ def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         elif key in TRAIN_FIELDS:
             train[key] = _typed(key, value, train[key])
         else:
-            raise ActlabError(f"unknown config key {key!r}")
+            raise ActlabError(f"unknown config key {_short(key)}")
     try:
         return TrainConfig(model=ModelConfig(**model), **train)
     except TypeError as err:  # wrong value types surface as TypeError from comparisons
@@ -195,28 +326,46 @@ def _typed(key: str, value: Any, default: Any) -> Any:
     if default is None or value is None:  # optional strings such as `data`
         if value is None or isinstance(value, str):
             return value
-        raise ActlabError(f"config key {key!r} must be a string, got {value!r}")
+        raise ActlabError(f"config key {key!r} must be a string, got {_short(value)}")
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError:  # an integer beyond float range
+            raise ActlabError(f"config key {key!r} is too large: {_short(value)}") from None
     else:
         ok = isinstance(value, type(default))
     if not ok:
         kind = type(default).__name__
-        raise ActlabError(f"config key {key!r} must be {kind}, got {value!r}")
+        raise ActlabError(f"config key {key!r} must be {kind}, got {_short(value)}")
     return value
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or TOML config file into a plain mapping (one-line errors)."""
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to one short line (a value from a file can be megabytes long)."""
+    text = f"about {_sci(value)}" if isinstance(value, int) and value.bit_length() > 256 else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def load_config_file(path: str | Path, *, trust_code: bool = False) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a plain mapping (one-line errors).
+
+    A leading UTF-8 byte-order mark is skipped, as it is in data files. A file is not the
+    command line: an `act` that is an import path (which runs code when resolved) is refused
+    unless `trust_code` is true (the CLI's --trust-code).
+    """
     path = Path(path)
     if not path.is_file():
         raise ActlabError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as err:
+        raise ActlabError(f"cannot read config {path}: {err.strerror or err}") from None
+    text = text.removeprefix("\ufeff")
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -227,8 +376,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except ValueError as err:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        first = str(err).splitlines()[0]
+        first = (str(err).splitlines() or [type(err).__name__])[0]
         raise ActlabError(f"malformed config {path}: {first}") from None
+    except (RecursionError, MemoryError):  # arrays or tables nested thousands deep
+        raise ActlabError(f"malformed config {path}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ActlabError(f"malformed config {path}: the top level must be a table/object")
+    check_code_trust(data, str(path), trust_code)
     return data
+
+
+def check_code_trust(raw: dict[str, Any], where: str, trust_code: bool) -> None:
+    """Refuse an `act` import path (flat, or in [model] or [train], as merge reads them) in a
+    mapping read from a file unless code is trusted; nothing is imported."""
+    from actlab.activations.registry import is_import_path, trust_message
+
+    for section in (raw, raw.get("model"), raw.get("train")):
+        act = section.get("act") if isinstance(section, dict) else None
+        if not trust_code and is_import_path(act):
+            raise ActlabError(f"{where}: {trust_message(act.strip())}")

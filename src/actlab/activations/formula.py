@@ -9,15 +9,20 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from actlab.activations.probe import check_activation
 from actlab.activations.spec import ActivationError, ActSpec
 
 MAX_LENGTH = 200
+# Models train in float32 (or bfloat16, whose range is float32's): a constant beyond this
+# would become inf in the first forward pass.
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 Op = Callable[[Tensor], Tensor]
 
@@ -80,6 +85,8 @@ def _fold(text: str, fn: Callable, *values: float) -> float:
     value = float(result)
     if not math.isfinite(value):
         raise _reject(text, "a part that evaluates to a non-finite number")
+    if abs(value) > FLOAT32_MAX:
+        raise _reject(text, f"a part that evaluates to {value:.3g}, beyond float32's range")
     return value
 
 
@@ -101,6 +108,9 @@ def _compile(node: ast.AST, text: str) -> Node:
             number = math.inf
         if not math.isfinite(number):
             raise _reject(text, f"the non-finite number {value!r}")
+        if abs(number) > FLOAT32_MAX:
+            raise _reject(text, f"the number {number:.3g} (beyond float32's largest, "
+                                f"{FLOAT32_MAX:.3g})")
         return number
 
     if isinstance(node, ast.BinOp):
@@ -184,12 +194,21 @@ def parse_formula(text: str) -> tuple[str, Op]:
             f"formula is {len(text)} characters long; the limit is {MAX_LENGTH}"
         )
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # "2x" warns before it fails: the error says it all
+            # SyntaxWarning, and DeprecationWarning for an invalid escape before Python 3.12
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError) as err:
         # ValueError: e.g. a null byte in the text.
         reason = getattr(err, "msg", None) or str(err)
         raise ActivationError(f"formula {text!r} is not valid: {reason}") from None
-    fn = _compile(tree.body, text)
+    except (RecursionError, MemoryError):  # the parser's own stack, on deeply nested text
+        raise ActivationError(f"formula {text!r} is nested too deeply") from None
+    try:
+        fn = _compile(tree.body, text)
+    except RecursionError:
+        raise ActivationError(f"formula {text!r} is nested too deeply") from None
     if isinstance(fn, float):
         raise ActivationError(f"formula {text!r} does not use x")
     # ast.unparse gives one canonical spelling: "x*sigmoid( x )" -> "x * sigmoid(x)".
@@ -221,8 +240,11 @@ class FormulaActivation(nn.Module):
 
 
 def formula_spec(text: str) -> ActSpec:
-    """The registry entry for a formula: a plain activation named by its normalised text."""
+    """The registry entry for a formula: a plain activation named by its normalised text,
+    refused unless it is finite on the probe (see probe.py): the allow-list alone accepts
+    formulas float32 cannot hold, such as exp(exp(x)) or x ** 100."""
     normalised, fn = parse_formula(text)
+    check_activation(fn, normalised)
     return ActSpec(
         name=normalised,
         factory=lambda: FormulaActivation(normalised),

@@ -4,6 +4,11 @@ A config stores its activation as one string; `get_spec` turns that string into 
   "gelu"                    a registered name or alias (case-insensitive),
   "mypkg.acts:my_act"       an import path to a tensor -> tensor callable or an nn.Module subclass,
   "x * sigmoid(1.702 * x)"  a formula in x (see formula.py).
+
+A formula or import path is checked when it is named: it is called once on a small probe
+tensor (probe.py) and refused unless it returns a finite tensor of the probe's shape and dtype
+with a finite gradient. An import path runs code, so `get_spec(..., trust_code=False)` (what
+loading a file asks for) refuses one instead of importing it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Callable, Iterable, TypeVar
 from torch import Tensor, nn
 
 from actlab.activations.formula import MAX_LENGTH, formula_spec
+from actlab.activations.probe import check_activation, check_module, check_safe
 from actlab.activations.spec import ActivationError, ActSpec
 
 # Registration order is kept: it is the order `actlab acts` and the reports list entries in.
@@ -25,6 +31,10 @@ _ALIASES: dict[str, str] = {}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _WORD = re.compile(r"[A-Za-z_][\w.]*")
+# Formulas are pure functions of their text, so a checked one is kept (bounded, oldest dropped)
+# and naming it again costs neither a parse nor a probe.
+_FORMULAS: dict[str, ActSpec] = {}
+_FORMULA_CACHE = 256
 
 T = TypeVar("T", bound=Callable[[], nn.Module])
 
@@ -90,8 +100,23 @@ def get(name: str) -> nn.Module:
     return get_spec(name).factory()
 
 
-def get_spec(name: str | ActSpec) -> ActSpec:
-    """Resolve a registered name or alias, an import path 'pkg.mod:fn', or a formula in x."""
+def is_import_path(name: object) -> bool:
+    """Whether `name` would be resolved as an import path 'pkg.mod:attr' (which runs code)."""
+    return isinstance(name, str) and bool(_IMPORT_PATH.fullmatch(name.strip()))
+
+
+def trust_message(text: str) -> str:
+    """Why an import path is refused where code is not trusted (a file rather than the user)."""
+    return f"activation {text!r} is an import path, which runs code; pass --trust-code to allow it"
+
+
+def get_spec(name: str | ActSpec, *, trust_code: bool = True) -> ActSpec:
+    """Resolve a registered name or alias, an import path 'pkg.mod:fn', or a formula in x.
+
+    trust_code=False refuses an import path without importing anything: a name read from a
+    file (a --config file, a claims file, a stored run) must not run code the user did not
+    ask for on the command line.
+    """
     if isinstance(name, ActSpec):
         return name
     if not isinstance(name, str):
@@ -109,12 +134,25 @@ def get_spec(name: str | ActSpec) -> ActSpec:
             f"activation text is {len(text)} characters long; the limit is {MAX_LENGTH}"
         )
     if _IMPORT_PATH.fullmatch(text):
+        if not trust_code:
+            raise ActivationError(trust_message(text))
         return _import_spec(text)
     # A lone word is a mistyped name, not a formula; but "x" and "x.attr" go to the formula
     # checker, which says what is wrong with them.
     if _WORD.fullmatch(text) and text.split(".")[0] != "x":
         raise ActivationError(_unknown_message(text))
-    return formula_spec(text)
+    return _formula(text)
+
+
+def _formula(text: str) -> ActSpec:
+    """A formula's spec, parsed and probed once per text (formula_spec)."""
+    if text in _FORMULAS:
+        return _FORMULAS[text]
+    spec = formula_spec(text)
+    if len(_FORMULAS) >= _FORMULA_CACHE:
+        _FORMULAS.pop(next(iter(_FORMULAS)))
+    _FORMULAS[text] = spec
+    return spec
 
 
 def _unknown_message(text: str) -> str:
@@ -132,6 +170,7 @@ def _unknown_message(text: str) -> str:
 def _import_spec(path: str) -> ActSpec:
     """An ActSpec for 'pkg.mod:attr', where attr is a function, a module class or instance."""
     module_name, attr_path = path.split(":")
+    check_module(module_name, path)  # before it is even imported
     try:
         obj = importlib.import_module(module_name)
     except ImportError as err:
@@ -145,6 +184,7 @@ def _import_spec(path: str) -> ActSpec:
         if not hasattr(obj, part):
             raise ActivationError(f"{module_name!r} has no attribute {attr_path!r} (from {path!r})")
         obj = getattr(obj, part)
+    check_safe(obj, path)
 
     # A class that registered itself on import keeps its metadata (gated, gate, paper).
     for spec in _SPECS.values():
@@ -163,9 +203,10 @@ def _import_spec(path: str) -> ActSpec:
     else:
         raise ActivationError(f"{path!r} is a {type(obj).__name__}, not a function or nn.Module")
     try:
-        factory()
+        module = factory()
     except Exception as err:
         raise ActivationError(f"cannot build {path!r} with no arguments: {err}") from None
+    check_activation(module, path)
     return ActSpec(name=path, factory=factory, fn=_module_fn(factory))
 
 

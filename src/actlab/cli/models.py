@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from actlab.cli.args import nonneg_int, positive_float, positive_int
+from actlab.cli.args import (
+    check_device, check_out_dir, nonneg_float, nonneg_int, positive_float, positive_int,
+)
 
 
 def register(sub) -> None:
@@ -130,12 +132,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=positive_float, metavar="LR", help="peak learning rate after warmup (default: 2e-3)")
     g.add_argument("--warmup", type=nonneg_int, metavar="N", help="linear warmup steps before the cosine decay (default: 20)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw | sgd (default: adamw)")
-    g.add_argument("--grad-clip", type=float, metavar="NORM", help="max global gradient norm, 0 = no clipping; the unclipped norm is always logged (default: 1.0)")
+    g.add_argument("--grad-clip", type=nonneg_float, metavar="NORM", help="max global gradient norm, 0 = no clipping; the unclipped norm is always logged (default: 1.0)")
     g.add_argument("--seed", type=nonneg_int, metavar="S", help="seed for init and data order (default: 0)")
     g.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between validation evaluations (default: 50)")
     g.add_argument("--eval-batches", type=positive_int, metavar="N", help="fixed validation batches per evaluation (default: 8)")
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys (flat, or [model]/[train] tables); flags override it")
+    g.add_argument("--trust-code", action="store_true", help="allow an import path (pkg.mod:fn) as the activation in --config: importing it runs that module's code (a flag's --act is always allowed)")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, help="bfloat16 = autocast on CUDA; CPU always float32 (default: float32)")
     g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, metavar="WHEN", help=f"torch.compile the training forward: ~3-10%% faster steps after 5-25 s of compilation. auto = only runs of {COMPILE_AUTO_STEPS} steps or more, where it pays; on (what a bare --compile means); off (default: auto)")
@@ -148,7 +151,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from actlab.config import TrainConfig, load_config_file, merge
 
-    overrides = load_config_file(args.config) if args.config else {}
+    trust = getattr(args, "trust_code", False)
+    overrides = load_config_file(args.config, trust_code=trust) if args.config else {}
     typed = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     cfg = merge(TrainConfig(), overrides)
     return merge(cfg, typed)
@@ -169,12 +173,17 @@ def baseline_line(baselines: dict, val_loss: float | None) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from actlab.training.loop import train
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # every value checked, the config file's included
+    if args.out is not None:
+        check_out_dir(args.out)
+    check_device(cfg.device)  # from the flag or the config file
+    args.work_started = True
     result = train(cfg, args.out, progress=not args.quiet and sys.stderr.isatty())
     first = result.history[0]["train_loss"] if result.history else float("nan")
     vals = [r["val_loss"] for r in result.history if "val_loss" in r]
     print(f"act={cfg.model.act} params={result.n_params:,} outcome={result.outcome} steps={result.steps}")
-    print(f"train loss {first:.4f} -> {result.train_loss:.4f}", end="")
+    last = result.train_loss if result.train_loss is not None else float("nan")
+    print(f"train loss {first:.4f} -> {last:.4f}", end="")
     if vals:
         print(f"; val loss {vals[0]:.4f} (step {cfg.eval_every}) -> {vals[-1]:.4f}", end="")
     print(f"; {result.tokens_per_s:,.0f} tok/s; {result.seconds:.1f} s")
@@ -182,4 +191,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(baseline_line(result.baselines, result.val_loss))
     if result.out_dir:
         print(f"run folder: {result.out_dir}")
+    if result.outcome == "interrupted":  # Ctrl-C or SIGTERM: saved, and the shell is told
+        print(f"actlab train: interrupted after step {result.steps}; what it computed is saved"
+              + (f" in {result.out_dir}" if result.out_dir else ""), file=sys.stderr)
+        return 130
     return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from actlab.cli.args import positive_float, positive_int
+from actlab.cli.args import (
+    check_device, check_executor, check_out_dir, positive_float, positive_int,
+)
+from actlab.errors import ActlabError
 
 
 def register(sub) -> None:
@@ -24,6 +27,7 @@ def register(sub) -> None:
                         "two hours on 2 CPU cores; full: a GPU (default: quick)")
     _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
+    _executor_args(p, "local")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
 
@@ -43,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto", help="where to train (default: auto = cuda if available)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N", help="runs at once, in worker processes, 1 thread each (default: 1: timings stay predictable on shared cores)")
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/compare)")
+    _executor_args(p, "serial with --workers 1, else local", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_compare)
 
@@ -56,17 +61,27 @@ def register(sub) -> None:
     _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
     p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated, or none (with --claims) (default: all)")
-    p.add_argument("--executor", choices=("local", "serial", "ray"), default="local",
-                   help="where runs execute: local worker processes, this process, or Ray (default: local)")
-    p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: an existing Ray cluster (default: start one locally)")
+    _executor_args(p, "local")
     p.add_argument("--claims", metavar="FILE.toml", help="also judge your own claims: [[claim]] tables with "
                    "text, candidate, baseline and optionally data, seeds, steps, margin (see actlab.lab.user_claims)")
+    p.add_argument("--trust-code", action="store_true", help="allow import paths (pkg.mod:fn) as activations "
+                   "in the --claims file: importing them runs that module's code")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("report", help="render the report of an audit folder again, running nothing")
     p.add_argument("dir", metavar="DIR", help="an audit folder written by `actlab audit`")
     p.set_defaults(func=cmd_report)
+
+
+def _executor_args(p, default_text: str, default: str | None = "local") -> None:
+    from actlab.engine.executors import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default=default,
+                   help="where runs execute: local worker processes, this process (serial), or "
+                        f"Ray; the numbers are the same on each (default: {default_text})")
+    p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: an existing Ray "
+                   "cluster (default: start one locally)")
 
 
 def _corpus_args(p, tokenizers) -> None:
@@ -82,14 +97,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from actlab.engine.sweep import executor_defaults
     from actlab.studies.base import check_preset, get_study, write_verdict
 
     study = get_study(args.name)
     preset = check_preset(args.preset)
-    out = Path(args.out or f"results/{study.name}-{preset}")
+    args.out = str(check_out_dir(args.out if args.out is not None else f"results/{study.name}-{preset}"))
+    out = Path(args.out)
+    check_executor(args.executor, args.address)
+    args.work_started = True
     t0 = time.perf_counter()
-    verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty(),
-                        data=args.data, tokenizer=args.tokenizer)
+    with executor_defaults(args.executor, args.address):
+        verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty(),
+                            data=args.data, tokenizer=args.tokenizer)
     verdict.seconds = round(time.perf_counter() - t0, 2)
     path = write_verdict(verdict, out)
     print(f"{verdict.claim} {study.name} [{preset}]: {verdict.verdict}")
@@ -120,13 +140,19 @@ def split_top_level(text: str) -> list[str]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from actlab.lab.compare import format_table, parse_budget, run_compare
+    from actlab.lab.compare import check_inputs, format_table, parse_budget, run_compare
 
     budget = parse_budget(args.budget)
-    out = Path(args.out or "results/compare")
-    ranking = run_compare(args.data, split_top_level(args.acts), budget, args.seeds, out,
+    acts = check_inputs(split_top_level(args.acts), args.seeds)
+    args.out = str(check_out_dir(args.out if args.out is not None else "results/compare"))
+    out = Path(args.out)
+    check_device(args.device)
+    check_executor(args.executor, args.address)
+    args.work_started = True
+    ranking = run_compare(args.data, acts, budget, args.seeds, out,
                           progress=not args.quiet and sys.stderr.isatty(), lr=args.lr,
-                          tokenizer=args.tokenizer, device=args.device, workers=args.workers)
+                          tokenizer=args.tokenizer, device=args.device, workers=args.workers,
+                          executor=args.executor, address=args.address)
     print(format_table(ranking))
     print(f"{ranking['wall_s']:.1f} s of a {budget:g} s budget; ranking: {out / 'ranking.json'}; "
           f"figures: {out / 'figures'}")
@@ -137,23 +163,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from actlab.lab.audit import AUDIT_STUDIES, run_audit
+    from actlab.studies.base import get_study
 
     names = AUDIT_STUDIES
-    if args.studies:
+    if args.studies is not None:
+        if not args.studies.strip():
+            raise ActlabError("--studies is empty: name studies (a,b), or none with --claims")
         names = () if args.studies == "none" else tuple(n.strip() for n in args.studies.split(","))
-    out = Path(args.out or f"results/audit-{args.preset}")
+    if not names and not args.claims:
+        raise ActlabError("--studies none runs nothing: add --claims FILE.toml")
+    for name in names:
+        get_study(name)  # an unknown name fails before anything else
+    args.out = str(check_out_dir(args.out if args.out is not None else f"results/audit-{args.preset}"))
+    out = Path(args.out)
+    check_executor(args.executor, args.address)
+    args.work_started = True
     console = Console(stderr=True)
 
     def on_done(name, verdict, seconds, error):
         status = verdict.verdict if verdict else f"ERROR ({error})"
-        console.print(f"[bold]{name}[/bold] finished in {seconds:.0f} s: {status}")
+        console.print(f"[bold]{escape(name)}[/bold] finished in {seconds:.0f} s: {escape(status)}")
 
     from actlab.engine.sweep import executor_defaults
 
     with executor_defaults(args.executor, args.address):
-        meta = run_audit(args.preset, out, studies=names, claims_file=args.claims,
+        meta = run_audit(args.preset, out, studies=names, claims_file=args.claims, trust_code=args.trust_code,
                          progress=not args.quiet and sys.stderr.isatty(), on_done=on_done,
                          data=args.data, tokenizer=args.tokenizer)
     _print_verdict_table(out)
@@ -167,8 +204,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from actlab.report import render_report
+    from pathlib import Path
 
+    from actlab.report import collect, render_report
+
+    collect(args.dir)  # a damaged folder is named in one line before anything is written
+    if Path(args.dir).is_dir():
+        check_out_dir(args.dir, flag="DIR")
+    args.work_started = True
     paths = render_report(args.dir)
     _print_verdict_table(args.dir)
     print(f"report: {paths['html']}  (also report.md, verdicts.json)")
@@ -178,6 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_verdict_table(out_dir) -> None:
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
@@ -186,12 +230,14 @@ def _print_verdict_table(out_dir) -> None:
 
     data = collect(out_dir)
     colours = {SUPPORTED: "green", CAVEAT: "yellow", NOT_SUPPORTED: "red", INCONCLUSIVE: "blue"}
-    table = Table(box=box.SIMPLE_HEAD, title=f"verdicts ({data['meta'].get('preset')} preset)")
+    # the cells are the stored files' strings: escaped, so a '[' in them is not rich markup
+    table = Table(box=box.SIMPLE_HEAD, title=f"verdicts ({escape(str(data['meta'].get('preset')))} preset)")
     for col in ("claim", "study", "verdict", "evidence", "time"):
         table.add_column(col, overflow="fold")
     for r in _verdict_rows(data["studies"]):
         colour = colours.get(r["verdict"], "magenta")
-        table.add_row(r["claim"], r["study"], f"[{colour}]{r['verdict']}[/{colour}]", str(r["summary"]),
+        table.add_row(escape(str(r["claim"])), escape(str(r["study"])),
+                      f"[{colour}]{escape(str(r['verdict']))}[/{colour}]", escape(str(r["summary"])),
                       _fmt_seconds(r["seconds"]))
     console = Console()
     if not console.is_terminal:

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from actlab.data.cache import cache_root
+from actlab.files.atomic import write_json
 
 ORDERS = ("unigram", "bigram", "trigram")
 SMOOTHING = "interpolated Kneser-Ney, D = n1 / (n1 + 2 n2) per order"
@@ -139,9 +139,7 @@ def corpus_baselines(data, cache: Path | None = None) -> dict:
               "corpus": data.name, "corpus_hash": data.text_hash}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(path, result)  # atomic: concurrent callers never read half a file
     except OSError:
-        pass  # a read-only cache costs the next caller the seconds it takes, nothing else
+        pass  # a full or read-only cache costs the next caller the seconds it takes, nothing else
     return result

@@ -133,8 +133,9 @@ def execute(
 ) -> Iterator[tuple[str, JobReport]]:
     """Yield (run_id, report) for every task, in the order they finish.
 
-    `on_start(run_id)` is called when a job is handed out. Closing the iterator early
-    (an exception, KeyboardInterrupt) stops every job still running.
+    `on_start(run_id)` is called just before a job is handed out; when it returns False
+    (another process has claimed the run) the job is skipped and yields nothing. Closing the
+    iterator early (an exception, KeyboardInterrupt) stops every job still running.
     """
     if executor == "serial":
         return _serial(fn, tasks, threads, on_start)
@@ -150,8 +151,8 @@ def _serial(fn, tasks, threads, on_start):
     before = torch.get_num_threads()
     try:
         for run_id, params in tasks:
-            on_start(run_id)
-            yield run_id, run_job(fn, params, threads)
+            if on_start(run_id) is not False:
+                yield run_id, run_job(fn, params, threads)
     finally:
         torch.set_num_threads(before)  # the caller's setting, as it was
 
@@ -178,7 +179,10 @@ def _worker_main(conn, threads: int, lifeline, keep_memory: bool = False) -> Non
     torch.set_num_threads(threads)
     if keep_memory:  # the parent keeps freed memory (actlab.training.allocator): so do its workers
         allocator.keep_freed_memory()
-    conn.send(_READY)  # started: a death from now on is a job's doing
+    try:
+        conn.send(_READY)  # started: a death from now on is a job's doing
+    except OSError:  # the parent died while this worker started
+        return
     while True:
         try:
             blob = conn.recv_bytes()
@@ -193,7 +197,10 @@ def _worker_main(conn, threads: int, lifeline, keep_memory: bool = False) -> Non
                                traceback.format_exc())
         else:
             report = run_job(fn, params, threads)
-        conn.send(report)
+        try:
+            conn.send(report)
+        except OSError:  # the parent died during the job: nobody to tell
+            return
 
 
 def _exit_with_parent(lifeline) -> None:
@@ -262,23 +269,27 @@ def _local(fn, tasks, workers, threads, on_start):
     except Exception as err:
         raise ActlabError(f"local workers need a module-level job function: {one_line(err)}") from err
     queue = deque(tasks)
-    if not queue:
+
+    def next_task() -> tuple[str, bytes] | None:
+        """The next job this sweep runs (on_start may skip some), pickled for a worker."""
+        while queue:
+            run_id, params = queue.popleft()
+            if on_start(run_id) is not False:
+                return run_id, pickle.dumps((fn, params))
+        return None
+
+    task = next_task()
+    if task is None:  # no worker is started for nothing
         return
     ctx = _context()
     lifeline, lifeline_w = ctx.Pipe(duplex=False)
     pool: list[_Worker] = []
     clean = False
-
-    def hand_out(worker: _Worker) -> None:
-        if queue:
-            run_id, params = queue.popleft()
-            on_start(run_id)
-            worker.give(run_id, pickle.dumps((fn, params)))
-
     try:
-        for _ in range(min(workers, len(queue))):
+        while task is not None:
             pool.append(_Worker(ctx, threads, lifeline))
-            hand_out(pool[-1])
+            pool[-1].give(*task)
+            task = next_task() if len(pool) < workers else None
         while busy := [w for w in pool if w.run_id is not None]:
             ready = set(mp.connection.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
             for worker in busy:
@@ -288,15 +299,16 @@ def _local(fn, tasks, workers, threads, on_start):
                 if report is None:
                     continue
                 run_id, worker.run_id = worker.run_id, None
+                yield run_id, report
+                task = next_task()
                 if not worker.proc.is_alive():  # a dead worker is replaced while jobs remain
                     worker.stop(kill=True)
                     pool.remove(worker)
-                    worker = _Worker(ctx, threads, lifeline) if queue else None
+                    worker = _Worker(ctx, threads, lifeline) if task else None
                     if worker:
                         pool.append(worker)
-                yield run_id, report
-                if worker:
-                    hand_out(worker)
+                if task:
+                    worker.give(*task)
         clean = True
     finally:
         for worker in pool:
@@ -313,15 +325,17 @@ def _ray(fn, tasks, workers, threads, address, on_start):
         import ray
     except ImportError as err:
         raise ActlabError("executor 'ray' needs Ray: pip install 'actlab[ray]'") from err
+    mine = [(run_id, params) for run_id, params in tasks if on_start(run_id) is not False]
+    if not mine:
+        return
     own = not ray.is_initialized()
     if own:  # a local instance sized like the local executor, or the cluster at `address`
         ray.init(address=address, num_cpus=None if address else workers * threads)
     remote = ray.remote(num_cpus=threads, max_retries=0)(run_job)
     pending = {}
     try:
-        for run_id, params in tasks:
+        for run_id, params in mine:
             pending[remote.remote(fn, params, threads)] = run_id
-            on_start(run_id)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

@@ -6,6 +6,10 @@ again returns stored results and computes only what is missing, so a killed swee
 
 The parent process alone writes the store, one transaction per job as it finishes, so a
 sweep killed at any moment (SIGKILL included) loses only the jobs that were still running.
+Each job is claimed in the store before it starts (actlab.engine.leases): a second sweep of
+the same grid on the same folder skips the jobs a live sweep is running, computes the rest,
+then waits for those to be stored; a job whose claimant died is computed again. A stored
+result that fails its checksum is reported on stderr and recomputed.
 Jobs run in local worker processes by default, in this process with executor="serial", or
 on a Ray cluster with executor="ray"; each job gets the same number of torch threads on
 every executor, so the numbers do not depend on where they were computed (see
@@ -18,14 +22,18 @@ import contextlib
 import contextvars
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from actlab.training.env import environment
 from actlab.engine.executors import JobReport, execute, plan
+from actlab.engine.leases import Lease, alive
 from actlab.engine.store import Store, from_json
 
 STORE_NAME = "runs.sqlite"
+POLL_S = 0.25  # how often a sweep looks at the jobs another sweep is running
 
 # Where sweeps run when a caller does not say: `actlab audit --executor ray` sets this for
 # the studies it runs, so that a study's code names no executor at all.
@@ -94,27 +102,75 @@ def run_grid(
     ids = [job_id(study, params) for params in jobs]
     store = Store(Path(out_dir) / STORE_NAME)
     try:
-        stored = store.results(ids)
-        todo: dict[str, dict] = {}
-        for rid, params in zip(ids, jobs):
-            if rid not in stored:
-                todo.setdefault(rid, params)  # a job listed twice runs once
-        if todo:
-            env = {**environment(), "executor": executor, "workers": workers}
-            env.pop("device")  # the parent's, not the jobs' (their config says where they ran)
-            label = f"{study} ({executor}, {workers} x {threads} thread{'s' * (threads > 1)})"
-            with _bar(progress, label, len(set(ids)), len(set(ids)) - len(todo)) as bar:
-                runs = execute(
-                    executor, fn, list(todo.items()), workers=workers, threads=threads,
-                    address=address, on_start=lambda rid: store.start(rid, study, todo[rid]),
-                )
-                with contextlib.closing(runs):
-                    for rid, report in runs:
-                        stored[rid] = _record(store, rid, report, env)
-                        bar.advance(error=report.error is not None)
+        with Lease(store) as lease:
+            stored = store.results(ids, on_damaged=_recomputing)
+            todo: dict[str, dict] = {}
+            for rid, params in zip(ids, jobs):
+                if rid not in stored:
+                    todo.setdefault(rid, params)  # a job listed twice runs once
+            if todo:
+                env = {**environment(), "executor": executor, "workers": workers}
+                env.pop("device")  # the parent's, not the jobs' (their config says where they ran)
+                label = f"{study} ({executor}, {workers} x {threads} thread{'s' * (threads > 1)})"
+                with _bar(progress, label, len(set(ids)), len(set(ids)) - len(todo)) as bar:
+                    _compute(lease, study, todo, stored, fn, env, bar, executor=executor,
+                             workers=workers, threads=threads, address=address)
     finally:
         store.close()
     return [{"id": rid, "params": params, **stored[rid]} for rid, params in zip(ids, jobs)]
+
+
+def _compute(lease: Lease, study: str, todo: dict[str, dict], stored: dict, fn, env: dict,
+             bar: _bar, **how) -> None:
+    """Run the jobs of `todo` that no other sweep holds, then wait for those the others hold,
+    and run again any whose holder died; every outcome goes into `stored`."""
+    store = lease.store
+    held: list[str] = []  # jobs skipped this round: another sweep holds them, or stored them
+
+    def claim(rid: str) -> bool:
+        if lease.claim(rid, study, todo[rid]) is None:
+            return True
+        held.append(rid)
+        return False
+
+    pending = list(todo)
+    while pending:
+        held.clear()
+        runs = execute(how["executor"], fn, [(rid, todo[rid]) for rid in pending],
+                       workers=how["workers"], threads=how["threads"], address=how["address"],
+                       on_start=claim)
+        with contextlib.closing(runs):
+            for rid, report in runs:
+                stored[rid] = _record(store, rid, report, env)
+                bar.advance(error=report.error is not None)
+        pending = _await(store, study, list(held), stored, bar)
+
+
+def _recomputing(rid: str, problem: str) -> None:
+    print(f"{problem}; recomputing it", file=sys.stderr, flush=True)
+
+
+def _await(store: Store, study: str, waiting: list[str], stored: dict, bar: _bar) -> list[str]:
+    """Wait for the jobs other sweeps hold; return those to claim again (their holder died, or
+    their stored result failed its checksum) as soon as there are any, or [] once all are
+    stored. What the others stored, results and errors alike, goes into `stored`."""
+    told = False
+    while waiting:
+        settled, running = store.poll(waiting, on_damaged=_recomputing)
+        for rid, result in settled.items():
+            stored[rid] = result
+            bar.advance(error=result.get("outcome") == "error")
+        waiting = [rid for rid in waiting if rid not in settled]
+        if any(rid not in running or not alive(*running[rid]) for rid in waiting):
+            return waiting
+        if waiting and not told:
+            owners = ", ".join(sorted({running[rid][0] for rid in waiting}))
+            print(f"{study}: waiting for {len(waiting)} run(s) that another sweep ({owners}) is "
+                  f"computing in {store.path}", file=sys.stderr, flush=True)
+            told = True
+        if waiting:
+            time.sleep(POLL_S)
+    return []
 
 
 def _record(store: Store, rid: str, report: JobReport, env: dict) -> dict:

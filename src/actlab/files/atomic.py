@@ -22,11 +22,19 @@ from actlab.analysis.numbers import json_safe
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; write it (savefig, save_file, ...) inside the
-    block. On a clean exit it is renamed to `path`; on an exception it is removed."""
+    block. On a clean exit it is renamed to `path`; on an exception it is removed. A target
+    that exists and is not a regular file is yielded itself."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # A device or a pipe (/dev/null, /dev/stdout, a FIFO): written in place, since a
+        # rename would replace the device node itself with a regular file.
+        yield path
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    # mkstemp makes the file private (0600); the result gets the mode open() would give it.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -36,13 +44,20 @@ def atomic_path(path) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` atomically; returns the path."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if tmp != Path(path):  # a device or a pipe cannot be synced
+                os.fsync(f.fileno())
     return Path(path)
 
 

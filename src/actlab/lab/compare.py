@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from actlab.errors import ActlabError
+from actlab.files.atomic import write_json
 from actlab.lab import compare_tune
 from actlab.lab.compare_tune import (  # the time model of a run lives beside the tuning
     EVAL_BATCHES, N_CAL, N_EVALS, TUNE_ROUNDS, plan_steps, round_seconds, step_cost, tuning_rounds,
@@ -88,26 +89,10 @@ def _jobs(acts, seeds, steps: int, base: dict, stage: str, lrs: dict | None = No
             for s in seeds for a in acts]
 
 
-def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, out_dir,
-                progress: bool = True, *, lr: float | None = None, tokenizer: str = "char",
-                device: str = "auto", workers: int = 1, threads: int = 1,
-                steps: int | None = None) -> dict:
-    """Rank `acts` on the text at `data` (None: the bundled corpus) within budget_s seconds of
-    wall time; write out_dir/ranking.json and out_dir/figures/*.png; return the ranking.
-
-    steps: a fixed step count instead of sizing to the budget (no calibration; the budget
-    still picks the model size and still stops rounds that would overrun it).
-    lr: one peak learning rate for every activation and no tuning runs; None: each activation's
-    rate is tuned within the budget (compare_tune.TUNING_RULE).
-    """
+def check_inputs(acts: list[str], seeds: int) -> list[str]:
+    """The candidate names, deduplicated in their order; one-line errors for fewer than two, an
+    unknown name, or a seed count that would reach the tuning seed. Cheap: nothing is built."""
     from actlab import activations
-    from actlab.analysis.numbers import json_safe
-    from actlab.training.env import environment
-    from actlab.studies.convergence.runs import prepared, train_job
-    from actlab.engine.sweep import run_grid
-
-    t0 = time.perf_counter()
-    from actlab.studies.convergence import figures as convergence_figures  # noqa: F401  (its import counts too)
 
     acts = list(dict.fromkeys(a.strip() for a in acts if a.strip()))
     if len(acts) < 2:
@@ -116,14 +101,42 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
         activations.get_spec(a)  # one-line error for an unknown name
     if not 1 <= seeds <= TUNE_SEED:  # evaluation seeds 0..seeds-1 stay clear of the tuning seed
         raise ActlabError(f"seeds must be between 1 and {TUNE_SEED}, got {seeds}")
+    return acts
+
+
+def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, out_dir,
+                progress: bool = True, *, lr: float | None = None, tokenizer: str = "char",
+                device: str = "auto", workers: int = 1, threads: int = 1,
+                steps: int | None = None, executor: str | None = None,
+                address: str | None = None) -> dict:
+    """Rank `acts` on the text at `data` (None: the bundled corpus) within budget_s seconds of
+    wall time; write out_dir/ranking.json and out_dir/figures/*.png; return the ranking.
+
+    steps: a fixed step count instead of sizing to the budget (no calibration; the budget
+    still picks the model size and still stops rounds that would overrun it).
+    lr: one peak learning rate for every activation and no tuning runs; None: each activation's
+    rate is tuned within the budget (compare_tune.TUNING_RULE).
+    executor: where the runs execute (engine.sweep.run_grid); None: in this process with one
+    worker, in local worker processes with more. The numbers are the same on each.
+    """
+    from actlab.training.env import environment, resolve_device
+    from actlab.studies.convergence.runs import prepared, train_job
+    from actlab.engine.sweep import run_grid
+
+    t0 = time.perf_counter()
+    from actlab.studies.convergence import figures as convergence_figures  # noqa: F401  (its import counts too)
+
+    acts = check_inputs(acts, seeds)
+    resolve_device(device)  # a missing device fails here, not as every run's error
     out = Path(out_dir)
     path = str(Path(data).resolve()) if data else None
     corpus = prepared(path, tokenizer, 8)  # runs in this process reuse these tokens
     # The regime bar of this text and tokenizer (cached on disk), before the plan, so that the
     # seconds a first computation takes are off the budget the plan shares out.
     baselines = corpus.baselines()
-    grid_kw = ({"executor": "serial", "threads": threads} if workers == 1 else
-               {"executor": "local", "workers": workers, "threads": threads})
+    executor = executor or ("serial" if workers == 1 else "local")
+    workers = 1 if executor == "serial" else workers
+    grid_kw = {"executor": executor, "workers": workers, "threads": threads, "address": address}
 
     tune_rounds = tuning_rounds(lr)
     tier = choose_tier(budget_s / (len(acts) * (seeds + tune_rounds)))
@@ -151,7 +164,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
                                   f"(or fewer activations/seeds{skip})")
             tier, plan = tier - 1, None
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+    write_json(out / "plan.json", plan)
 
     t_tune = time.perf_counter()
     chosen, notes = (None, []) if lr else _tune(acts, plan, budget_s, t0, grid_kw, out, progress)
@@ -178,7 +191,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     ranking["figures"] = _figures(out, runs, ranking)
     ranking["wall_s"] = time.perf_counter() - t0
     # JSON has no NaN: a missing CI (one seed) or a diverged mean is written as null.
-    (out / "ranking.json").write_text(json.dumps(json_safe(ranking), indent=2, allow_nan=False) + "\n")
+    write_json(out / "ranking.json", ranking)
     return ranking
 
 
@@ -218,6 +231,7 @@ def _plan(tier, base, key, left_s, grid_kw, out, progress, workers) -> dict:
     cal_runs = run_grid(STUDY, _jobs(key["acts"], [0], N_CAL, base, "calibrate"), train_job, out,
                         progress=progress, **grid_kw)
     grid_s = time.perf_counter() - t
+    _check_calibration(cal_runs, out)
     cal = {r["params"]["act"]: step_cost(r, tokens) for r in cal_runs}
     # One-time start-up costs (lazy initialisation, caches) land on whichever calibration run
     # came first; the runs after it do not pay them, so every activation gets the smallest
@@ -237,14 +251,36 @@ def _plan(tier, base, key, left_s, grid_kw, out, progress, workers) -> dict:
             "eval_s_planned": key["seeds"] * round_s}
 
 
+def _check_calibration(cal_runs: list[dict], out: Path) -> None:
+    """A calibration run that raised has no timing to plan with, and every later run of that
+    activation would fail the same way: stop with its error in one line. A machine's failure
+    (a full disk, no memory) is an EnvironmentFailure, anything else the input's."""
+    from actlab.errors import EnvironmentFailure
+
+    for r in cal_runs:
+        if r.get("outcome") != "error":
+            continue
+        error = str(r.get("error") or "unknown error")
+        text = (f"the calibration run of {r['params']['act']} failed: {error} (recorded in "
+                f"{out / 'runs.sqlite'}; the next run of this command tries it again)")
+        kind = error.split(":", 1)[0]
+        machine = kind in _MACHINE_ERRORS or "out of memory" in error.lower()
+        raise (EnvironmentFailure if machine else ActlabError)(text)
+
+
+# Job errors (engine.executors.one_line: "Type: message") that are the machine's, not the input's
+_MACHINE_ERRORS = {"OSError", "PermissionError", "MemoryError", "OutOfMemoryError",
+                   "EnvironmentFailure", "OperationalError"}
+
+
 def _load_plan(out: Path, key: dict) -> dict | None:
     """A plan written by an earlier, interrupted compare with the same inputs: reusing it keeps
     the run parameters, hence the stored runs, valid."""
     try:
-        plan = json.loads((out / "plan.json").read_text())
-    except (OSError, ValueError):
+        plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # none, or damaged: plan afresh
         return None
-    return plan if all(plan.get(k) == v for k, v in key.items()) else None
+    return plan if isinstance(plan, dict) and all(plan.get(k) == v for k, v in key.items()) else None
 
 
 def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],

@@ -1,21 +1,29 @@
-"""Turn collected audit results into report.html (self-contained), report.md and verdicts.json."""
+"""Turn collected audit results into report.html (self-contained), report.md and verdicts.json.
+
+User strings are escaped in both reports (HTML by jinja's autoescape, Markdown by md());
+each file is written atomically, verdicts.json as strict JSON."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
+from actlab.analysis.numbers import json_safe, num
 from actlab.article.references import MODEL_FACTS, SHAZEER_2020_SOURCE, SHAZEER_2020_TABLE1
+from actlab.files.atomic import write_text
 from actlab.report.collect import collect
 
 
 def _environment():
-    # autoescape: corpus names, formulas and claim texts are user strings and reach the HTML
+    # autoescape everything (the only template is HTML): corpus names, formulas and claim
+    # texts are user strings and reach the page
     return jinja2.Environment(
         loader=jinja2.PackageLoader("actlab.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -50,8 +58,8 @@ def _gelu_summary(e: dict) -> str:
     parts = [f"GELU ranks {e.get('gelu_rank')} of {e.get('of')}"]
     d = e.get("gelu_minus_best") or {}
     if e.get("best") and e.get("best") != "gelu" and d.get("diff") is not None:
-        parts.append(f"GELU - {e['best']} {d['diff']:+.3f} nats [{d.get('lo', 0):+.3f}, {d.get('hi', 0):+.3f}], "
-                     f"p = {d.get('p', float('nan')):.2g}")
+        lo, hi, p = (num(d.get(k)) for k in ("lo", "hi", "p"))  # strict JSON stores NaN as null
+        parts.append(f"GELU - {e['best']} {num(d['diff']):+.3f} nats [{lo:+.3f}, {hi:+.3f}], p = {p:.2g}")
     if e.get("reason"):
         parts.append(str(e["reason"]))
     return "; ".join(parts)
@@ -78,32 +86,64 @@ def corpus_line(meta: dict) -> str:
             "are in each study's regime table.")
 
 
+# Characters that start Markdown formatting inside a line (emphasis, code, links, table
+# cells, strike-through, closing heading marks) and the three that start HTML or an entity.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md(text) -> str:
+    """`text` as literal Markdown: one line, formatting characters backslash-escaped and HTML
+    written as entities, so a claim id, a name or a path from the user shows as typed and
+    can neither break the verdict table nor inject markup."""
+    flat = " ".join(str(text).split())
+    return re.sub("[&<>]", lambda m: _HTML[m.group()], _MD_SPECIAL.sub(r"\\\1", flat))
+
+
+def md_code(text) -> str:
+    """`text` as an inline code span, fenced with more backticks than it holds in a row."""
+    flat = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    return f"{fence} {flat} {fence}" if flat.startswith("`") or flat.endswith("`") else f"{fence}{flat}{fence}"
+
+
+def md_block(text: str, lang: str = "") -> list[str]:
+    """Lines of a fenced code block holding `text` verbatim: the fence is longer than any run
+    of backticks inside, so the text cannot close it early."""
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return [fence + lang, *text.splitlines(), fence]
+
+
 def markdown(data: dict) -> str:
+    """report.md: the verdict table, then one section per study. Every string that comes
+    from the stored results goes through md() (or a code span or block), since claim ids,
+    names, corpus paths and formulas are the user's."""
     meta, studies = data["meta"], data["studies"]
+    env = meta.get("env", {})
     lines = ["# actlab audit", "",
-             f"Preset `{meta.get('preset')}`, code {meta.get('env', {}).get('git_revision') or meta.get('env', {}).get('code_hash')}, "
-             f"{_fmt_seconds(meta.get('seconds'))} in all.", "", corpus_line(meta), "",
+             f"Preset {md_code(meta.get('preset'))}, code {md(env.get('git_revision') or env.get('code_hash'))}, "
+             f"{_fmt_seconds(meta.get('seconds'))} in all.", "", md(corpus_line(meta)), "",
              "| claim | study | verdict | evidence | time |", "|---|---|---|---|---|"]
     for r in _verdict_rows(studies):
-        summary = str(r["summary"]).replace("|", "\\|")
-        lines.append(f"| {r['claim']} | {r['study']} | **{r['verdict']}** | {summary} | {_fmt_seconds(r['seconds'])} |")
+        lines.append(f"| {md(r['claim'])} | {md(r['study'])} | **{md(r['verdict'])}** | "
+                     f"{md(r['summary'])} | {_fmt_seconds(r['seconds'])} |")
     for s in studies:
         if s["missing"]:
             continue
-        lines += ["", f"## {s['claim']}: {s['title']} — {s['verdict']}", "", f"> {s['quote']}", "",
-                  f"**Rule.** {s['rule']}", ""]
+        lines += ["", f"## {md(s['claim'])}: {md(s['title'])} — {md(s['verdict'])}", "",
+                  f"> {md(s['quote'])}", "", f"**Rule.** {md(s['rule'])}", ""]
         if s.get("summary"):
-            lines += [f"**Result.** {s['summary']}", ""]
+            lines += [f"**Result.** {md(s['summary'])}", ""]
         for g in s.get("regimes", []):
-            lines.append(f"- regime ({g['label']}): {_regime_line(g)}")
+            lines.append(f"- regime ({md(g['label'])}): {md(_regime_line(g))}")
         for c in s.get("caveats", []):
-            lines.append(f"- caveat: {c}")
+            lines.append(f"- caveat: {md(c)}")
         for f in s["figures"]:
-            lines.append(f"![{f['name']}]({f['path']})")
-        lines += ["", "<details><summary>evidence</summary>", "", "```json", s["evidence_json"], "```",
+            lines.append(f"![{md(f['name'])}]({quote(str(f['path']), safe='/')})")
+        lines += ["", "<details><summary>evidence</summary>", "", *md_block(s["evidence_json"], "json"),
                   "", "</details>"]
     lines += ["", "## Environment", ""]
-    lines += [f"- {k}: {v}" for k, v in sorted(meta.get("env", {}).items())]
+    lines += [f"- {md(k)}: {md(v)}" for k, v in sorted(env.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -119,8 +159,8 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
         shazeer=SHAZEER_2020_TABLE1, shazeer_source=SHAZEER_2020_SOURCE, facts=MODEL_FACTS,
     )
     paths = {"html": out / "report.html", "md": out / "report.md", "json": out / "verdicts.json"}
-    paths["html"].write_text(html, encoding="utf-8")
-    paths["md"].write_text(markdown(data), encoding="utf-8")
+    write_text(paths["html"], html)
+    write_text(paths["md"], markdown(data))
     verdicts = {
         "preset": data["meta"].get("preset"),
         "corpus": data["meta"].get("corpus"),
@@ -129,5 +169,7 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
                      for s in data["studies"]],
         "table": _verdict_rows(data["studies"]),
     }
-    paths["json"].write_text(json.dumps(verdicts, indent=2, default=str) + "\n", encoding="utf-8")
+    # strict JSON (non-finite numbers as null); what JSON cannot hold as its text
+    write_text(paths["json"],
+               json.dumps(json_safe(verdicts), indent=2, default=str, allow_nan=False) + "\n")
     return {k: str(v) for k, v in paths.items()}

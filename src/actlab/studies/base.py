@@ -10,16 +10,15 @@ figures only from stored data.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from actlab.analysis.numbers import json_safe
 from actlab.article.claims import CLAIMS
 from actlab.config import PRESET_NAMES
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.errors import ActlabError
+from actlab.files.atomic import write_json
 
 __all__ = [
     "CAVEAT", "INCONCLUSIVE", "NOT_SUPPORTED", "PRESET_NAMES", "STUDIES", "SUPPORTED", "VERDICTS",
@@ -53,9 +52,9 @@ class Verdict:
 def write_verdict(verdict: Verdict, out_dir: str | Path) -> Path:
     path = Path(out_dir) / "verdict.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    # JSON has no NaN/Inf: they are written as null so every reader can parse verdict.json.
-    path.write_text(json.dumps(json_safe(verdict.to_dict()), indent=2, allow_nan=False) + "\n")
-    return path
+    # Strict and atomic: NaN/Inf as null so every reader can parse verdict.json, and a kill
+    # or a full disk leaves the previous verdict or none.
+    return write_json(path, verdict.to_dict())
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,13 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from actlab.errors import ActlabError
+    missing = ((name == "cuda" and not torch.cuda.is_available())
+               or (name == "mps" and not torch.backends.mps.is_available()))
+    if missing:  # the machine lacks it: an environment failure, not a bad value
+        from actlab.errors import EnvironmentFailure
 
-        raise ActlabError("device 'cuda' requested but torch.cuda.is_available() is False")
+        raise EnvironmentFailure(f"device {name!r} requested but this machine's torch cannot use "
+                                 "it; use --device cpu or auto")
     return torch.device(name)
 
 

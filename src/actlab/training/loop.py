@@ -3,11 +3,13 @@
 Same seed and config give bitwise-identical loss histories on CPU: the model init draws
 from torch's global generator seeded once, the data order from the batcher's own
 generator, so changing the activation never changes which batches a run sees.
-A non-finite loss ends the run as outcome "diverged" (an outcome, not a crash).
+A non-finite loss ends the run as outcome "diverged" (an outcome, not a crash); Ctrl-C or
+SIGTERM ends it as "interrupted", with everything saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import torch
 from actlab.config import TrainConfig
 from actlab.data import Batcher, DataBundle, eval_batches, prepare
 from actlab.nn.gpt import GPT
-from actlab.training.checkpoint import write_headers, write_results
+from actlab.training.checkpoint import mark_failed, write_headers, write_results
 from actlab.training.compile import compile_model
 from actlab.training.env import resolve_device
 from actlab.training.metrics import (
@@ -31,6 +33,7 @@ from actlab.training.metrics import (
 from actlab.training.progress import StepProgress
 from actlab.training.runtime import autocast, compile_decision, torch_threads
 from actlab.training.schedule import lr_at, make_optimizer
+from actlab.training.signals import StopSignals
 
 __all__ = ["MetricsLog", "RunResult", "autocast", "evaluate", "lr_at", "make_optimizer",
            "step_seconds", "train"]
@@ -57,10 +60,16 @@ def train(
     `after_backward(step, model)` (gradients present, unclipped) and `after_step(step, model)`.
     `cfg` is left as it was: the run uses a copy whose vocabulary is the data's. cfg.threads,
     when set, holds for the run only; the caller's thread count is back when train() returns.
+
+    Ctrl-C or SIGTERM during the steps ends the run as outcome "interrupted", its metrics,
+    weights and summary saved; no signal cuts the saving short (actlab.training.signals). One
+    that arrives too late to end the run early, or before the steps start, raises
+    KeyboardInterrupt (after the files are written). A run that raises leaves summary.json
+    with outcome "error" and error.txt in out_dir, and the error goes on up unchanged.
     """
     device = resolve_device(cfg.device)
     compile = compile_decision(cfg, compile, callbacks)
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads), StopSignals() as signals:
         if data is None:
             data = prepare(cfg.data, cfg.tokenizer, cfg.model.block_size, vocab_size=cfg.bpe_vocab,
                            val_fraction=cfg.val_fraction)
@@ -68,44 +77,62 @@ def train(
         out = Path(out_dir) if out_dir else None
         if out:
             write_headers(out, cfg, data, compile, device)
-
-        torch.manual_seed(cfg.seed)
-        model = GPT(cfg.model).to(device)
-        # Training steps may go through the compiled forward; evaluation calls the eager module
-        # (same parameters), which spares a second compilation for the no-grad graph.
-        forward = compile_model(model) if compile else model
-        stepper = _Stepper(cfg, device, model, forward, make_optimizer(model, cfg),
-                           Batcher(data.train_ids, cfg.model.block_size, cfg.batch_size, seed=cfg.seed),
-                           callbacks)
-        val_batches = eval_batches(data.val_ids, cfg.model.block_size, cfg.batch_size,
-                                   cfg.eval_batches)
         log = MetricsLog(out)
-        clock = RunClock(tokens_per_step=cfg.batch_size * cfg.model.block_size)
-        pending = PendingLosses(log, clock, every=flush_interval(device))
-        val = Validation(log)
-
-        bar = StepProgress(cfg.steps, enabled=progress)
-        for cb in callbacks:
-            getattr(cb, "before_train", _noop)(model)
         try:
-            with bar:
-                outcome = _run_steps(stepper, val_batches, pending, clock, val, bar)
-        except KeyboardInterrupt:
-            outcome = "interrupted"  # keep what was computed: metrics are on disk, weights follow
-            pending.flush()
-        finally:
-            log.close()
+            result = _train(cfg, out, data, device, compile, callbacks, progress, log, signals)
+        except BaseException as err:
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                log.close()
+            if out and not isinstance(err, KeyboardInterrupt):
+                mark_failed(out, err, len(log.rows))
+            raise
+    if signals.requested is not None and result.outcome != "interrupted":
+        raise KeyboardInterrupt  # a signal during the saving: honoured now the files are whole
+    return result
 
-        seconds = clock.seconds()
-        result = RunResult(
-            outcome=outcome, steps=len(log.rows), train_loss=pending.train_loss,
-            val_loss=val.last, best_val_loss=val.best, tokens_per_s=clock.tokens_per_s(),
-            seconds=seconds, n_params=model.num_params(), out_dir=str(out) if out else None,
-            history=log.rows, baselines=data.baselines(),
-        )
-        if out:
-            write_results(out, model, cfg, result)
-        return result
+
+def _train(cfg: TrainConfig, out: Path | None, data: DataBundle, device: torch.device,
+           compile: bool, callbacks: tuple, progress: bool, log: MetricsLog,
+           signals: StopSignals) -> RunResult:
+    """Build the model, run the steps, then save; the saving is out of signals' reach."""
+    torch.manual_seed(cfg.seed)
+    model = GPT(cfg.model).to(device)
+    # Training steps may go through the compiled forward; evaluation calls the eager module
+    # (same parameters), which spares a second compilation for the no-grad graph.
+    forward = compile_model(model) if compile else model
+    stepper = _Stepper(cfg, device, model, forward, make_optimizer(model, cfg),
+                       Batcher(data.train_ids, cfg.model.block_size, cfg.batch_size, seed=cfg.seed),
+                       callbacks)
+    val_batches = eval_batches(data.val_ids, cfg.model.block_size, cfg.batch_size,
+                               cfg.eval_batches)
+    clock = RunClock(tokens_per_step=cfg.batch_size * cfg.model.block_size)
+    pending = PendingLosses(log, clock, every=flush_interval(device))
+    val = Validation(log)
+
+    bar = StepProgress(cfg.steps, enabled=progress)
+    for cb in callbacks:
+        getattr(cb, "before_train", _noop)(model)
+    try:
+        signals.start_steps()
+        with bar:
+            outcome = _run_steps(stepper, val_batches, pending, clock, val, bar, signals)
+        signals.start_saving()  # inside the try: a signal until here still ends as "interrupted"
+    except KeyboardInterrupt:
+        outcome = "interrupted"  # keep what was computed: the rows held, then the weights
+    signals.start_saving()
+    if outcome == "interrupted":
+        pending.flush()
+    log.close()
+
+    result = RunResult(
+        outcome=outcome, steps=len(log.rows), train_loss=pending.train_loss,
+        val_loss=val.last, best_val_loss=val.best, tokens_per_s=clock.tokens_per_s(),
+        seconds=clock.seconds(), n_params=model.num_params(), out_dir=str(out) if out else None,
+        history=log.rows, baselines=data.baselines(),
+    )
+    if out:
+        write_results(out, model, cfg, result)
+    return result
 
 
 @torch.no_grad()
@@ -121,22 +148,29 @@ def evaluate(model: GPT, batches, device: torch.device, dtype: str) -> float:
 
 
 def _run_steps(stepper: _Stepper, val_batches: list, pending: PendingLosses, clock: RunClock,
-               val: Validation, bar: StepProgress) -> str:
-    """cfg.steps optimizer steps with their flushes and evaluations: "completed", or "diverged"
-    as soon as a flush finds a non-finite loss."""
+               val: Validation, bar: StepProgress, signals: StopSignals) -> str:
+    """cfg.steps optimizer steps with their flushes and evaluations: "completed", "diverged"
+    as soon as a flush finds a non-finite loss, or "interrupted" after the step during which
+    a stop signal came."""
     cfg = stepper.cfg
     for step in range(cfg.steps):
         lr, loss, grad_norm = stepper.step(step)
         pending.add(step, lr, loss, grad_norm)
         evaluating = (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1
         if pending.due() or evaluating:
-            if not pending.flush():
+            with signals.held():
+                finite = pending.flush()
+            if not finite:
                 return "diverged"
             clock.flushed(step)
         if evaluating:
-            val.record(evaluate(stepper.model, val_batches, stepper.device, cfg.dtype))
+            loss_val = evaluate(stepper.model, val_batches, stepper.device, cfg.dtype)
+            with signals.held():
+                val.record(loss_val)
         if not pending:
             bar.update(step + 1, pending.train_loss, clock.tokens_per_s())
+        if signals.requested is not None:
+            return "interrupted"
     return "completed"
 
 

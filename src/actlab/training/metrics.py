@@ -3,14 +3,17 @@ flush, validation losses, the run's clock and throughput, and the RunResult they
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from actlab.files.atomic import dumps
 
 
 @dataclass
@@ -50,7 +53,15 @@ def step_seconds(history: list[dict]) -> float | None:
 
 
 class MetricsLog:
-    """metrics.jsonl, one object per line, flushed as written so a killed run keeps them.
+    """metrics.jsonl, one strict-JSON object per line, appended as the run goes so that a
+    killed run keeps its rows.
+
+    The file is appended to, not rewritten atomically at each row (which would cost the whole
+    file per step): every line goes out in one os.write on a descriptor opened for appending,
+    and a write that fails or stops short (a full disk) is cut back to the end of the previous
+    line before the error goes on up. So the file ends at a line boundary whatever stops the
+    run, and every line parses on its own: non-finite numbers (a diverged loss) are written as
+    null, while `rows` keeps them as floats for the caller. close() syncs the file to disk.
 
     The newest row is held back until the next one arrives (or close), so that a validation
     loss measured after the row was logged still lands on the same line.
@@ -58,7 +69,11 @@ class MetricsLog:
 
     def __init__(self, out_dir: Path | None):
         self.rows: list[dict] = []
-        self._fh = open(out_dir / "metrics.jsonl", "w", encoding="utf-8") if out_dir else None
+        self._fd = None
+        if out_dir:
+            self._fd = os.open(out_dir / "metrics.jsonl",
+                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self._size = 0  # bytes of whole lines in the file
         self._held = False
 
     def write(self, row: dict) -> None:
@@ -71,15 +86,32 @@ class MetricsLog:
         self._emit()
 
     def _emit(self) -> None:
-        if self._held and self._fh:
-            self._fh.write(json.dumps(self.rows[-1]) + "\n")
-            self._fh.flush()
+        if self._held and self._fd is not None:
+            self._append((dumps(self.rows[-1], indent=None) + "\n").encode("utf-8"))
         self._held = False
 
+    def _append(self, line: bytes) -> None:
+        view = memoryview(line)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)  # shrinking needs no space
+            raise
+        self._size += len(line)
+
     def close(self) -> None:
-        self._emit()
-        if self._fh:
-            self._fh.close()
+        """Write the held row, sync and close the file. The file is closed even when the
+        write fails (the error goes on up); closing twice does nothing."""
+        if self._fd is None:
+            return
+        try:
+            self._emit()
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 class RunClock:
