@@ -18,11 +18,11 @@ import math
 import numbers
 import os
 from dataclasses import dataclass, field, fields
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from actlab.errors import ActlabError
+from actlab.sizes import FLOAT_BYTES, sci, memory_estimate, parameter_count
 
 NORMS = ("layernorm", "rmsnorm")
 # Attention score normalisers (see model.CausalSelfAttention) and output heads.
@@ -44,7 +44,6 @@ MAX_STEPS = 10**8  # steps, warmup_steps, eval_every: years of training at 1 s p
 MAX_EVAL_BATCHES = 10**5  # the fixed validation batches are held in memory
 MAX_LAYERS = 10_000  # building more modules than this takes minutes whatever their width
 MAX_BPE_VOCAB = 2**20
-FLOAT_BYTES = 4  # models train in float32 (bfloat16 autocast keeps float32 weights)
 
 
 def max_threads() -> int:
@@ -111,8 +110,8 @@ class ModelConfig:
         _real("dropout", self.dropout, 0.0, 1.0, open_high=True)
         # Sizes first, in arithmetic alone: nothing below may build or allocate anything.
         weights = FLOAT_BYTES * parameter_count(self, self.vocab_size)
-        _fits(weights, f"{self.size_fields()} give about {_sci(weights // FLOAT_BYTES)} "
-                       f"parameters, which need about {_sci(weights)} bytes for the float32 "
+        _fits(weights, f"{self.size_fields()} give about {sci(weights // FLOAT_BYTES)} "
+                       f"parameters, which need about {sci(weights)} bytes for the float32 "
                        "weights alone")
         if self.n_embd % self.n_head:
             raise ActlabError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
@@ -189,8 +188,8 @@ class TrainConfig:
         _choice("compile", self.compile, COMPILE_CHOICES)
         total, parts = memory_estimate(self)
         largest = max(parts, key=lambda k: parts[k][0])
-        _fits(total, f"training needs about {_sci(total)} bytes, most of it "
-                     f"{_sci(parts[largest][0])} for {largest} ({parts[largest][1]})")
+        _fits(total, f"training needs about {sci(total)} bytes, most of it "
+                     f"{sci(parts[largest][0])} for {largest} ({parts[largest][1]})")
 
     def compile_wanted(self) -> bool:
         """Whether training compiles its forward: `on`, or `auto` for runs of COMPILE_AUTO_STEPS
@@ -239,57 +238,10 @@ def machine_memory() -> int | None:
             return None
 
 
-def _sci(n: int | float) -> str:
-    """A count of any size as 4.8e+25 (or 10**N past float range: sizes can be huge ints)."""
-    n = int(n)
-    return f"{float(n):.2g}" if n.bit_length() < 1000 else f"10**{int(n.bit_length() * 0.30103)}"
-
-
 def _fits(needed: int, what: str) -> None:
     memory = machine_memory()
     if memory is not None and needed > memory:
         raise ActlabError(f"{what}; this machine has {memory / 1e9:.0f} GB of memory")
-
-
-def parameter_count(model: ModelConfig, vocab_size: int) -> int:
-    """Parameters of the GPT (nn.gpt), in whole-number arithmetic so that any size works:
-    token and position embeddings (the head is tied), then per layer attention (4 d^2) and
-    the MLP (2 d h, h = mlp_ratio * d; a gated MLP's three matrices of 2h/3 come to the same)."""
-    d, hidden = int(model.n_embd), _hidden(model)
-    per_layer = 4 * d * d + 2 * d * hidden + 9 * d + hidden
-    return (int(vocab_size) + int(model.block_size)) * d + int(model.n_layer) * per_layer
-
-
-def _hidden(model: ModelConfig) -> int:
-    return int(Fraction(model.mlp_ratio) * int(model.n_embd))
-
-
-def memory_estimate(cfg: TrainConfig) -> tuple[int, dict[str, tuple[int, str]]]:
-    """(bytes a training run needs at least, {part: (bytes, the fields that set it)}). A lower
-    bound, so that only what cannot run is refused: float32 weights and gradients, plus AdamW's
-    two moments or SGD's momentum; what one batch keeps for the backward pass (per token and
-    layer 10 d + 2 h floats, plus each head's attention weights where sigmoid attention stores
-    them; 2 floats per vocabulary entry for the logits); the validation batches (int64)."""
-    m = cfg.model
-    vocab = max(int(m.vocab_size), int(cfg.bpe_vocab)) if cfg.tokenizer == "bpe" else int(m.vocab_size)
-    d, layers, heads, block = int(m.n_embd), int(m.n_layer), int(m.n_head), int(m.block_size)
-    tokens = int(cfg.batch_size) * block
-    params = parameter_count(m, vocab)
-    states = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
-    attention = heads * block if m.attention.startswith("sigmoid") else 0
-    per_token = layers * (10 * d + 2 * _hidden(m) + attention) + 2 * vocab
-    parts = {
-        "weights, gradients and optimizer state": (
-            FLOAT_BYTES * (2 + states) * params, f"{_sci(params)} parameters from {m.size_fields()}"),
-        "one batch's activations": (
-            FLOAT_BYTES * tokens * per_token,
-            f"batch_size={cfg.batch_size}, block_size={block}, n_embd={d}, n_layer={layers}, "
-            f"n_head={heads}, vocab_size={vocab}"),
-        "the validation batches": (
-            3 * 8 * int(cfg.eval_batches) * tokens,
-            f"eval_batches={cfg.eval_batches}, batch_size={cfg.batch_size}, block_size={block}"),
-    }
-    return sum(v[0] for v in parts.values()), parts
 
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)}
@@ -347,7 +299,7 @@ def _typed(key: str, value: Any, default: Any) -> Any:
 
 def _short(value: Any, limit: int = 80) -> str:
     """repr(value) cut to one short line (a value from a file can be megabytes long)."""
-    text = f"about {_sci(value)}" if isinstance(value, int) and value.bit_length() > 256 else repr(value)
+    text = f"about {sci(value)}" if isinstance(value, int) and value.bit_length() > 256 else repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
