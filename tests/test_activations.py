@@ -1,4 +1,5 @@
 """The activation registry: every entry against a reference, gradients, lookups and measured properties."""
+import json
 import math
 import time
 
@@ -38,6 +39,7 @@ REFERENCE = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.01),
     "relu6": F.relu6,
     "relu2": lambda x: torch.where(x > 0, x * x, torch.zeros_like(x)),
+    "leaky_relu2": lambda x: F.leaky_relu(x, 0.5).square(),
     "elu": F.elu,
     "selu": F.selu,
     "gelu": lambda x: F.gelu(x, approximate="none"),
@@ -307,3 +309,60 @@ def test_sigmoid_centered_keeps_tiny_inputs_in_float32():
     # must keep the sigmoid's slope of 1/4 there, or deep stacks go silent.
     x = torch.tensor([1e-9, -1e-7, 1e-6], dtype=torch.float32)
     torch.testing.assert_close(get("sigmoid_centered")(x), x / 4, rtol=1e-6, atol=0)
+
+
+# --- leaky_relu2: the speedrun records' LeakyReLU(0.5)^2 ------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_leaky_relu2_at_extreme_inputs_forward_and_backward(dtype):
+    x = torch.tensor([-300.0, -7.5, -1e-3, 0.0, 1e-3, 7.5, 300.0], dtype=dtype, requires_grad=True)
+    y = get("leaky_relu2")(x)
+    y.sum().backward()
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = F.leaky_relu(ref_x, 0.5).square()
+    ref.sum().backward()
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=0, atol=0)
+    # By hand: (x / 2)^2 = 22500 and slope x / 2 = -150 at -300; x^2 and 2x at +300.
+    assert y[0].item() == 22500.0 and y[-1].item() == 90000.0
+    assert x.grad[0].item() == -150.0 and x.grad[-1].item() == 600.0 and x.grad[3].item() == 0.0
+
+
+def test_leaky_relu2_gradcheck_float64_on_both_sides():
+    x = torch.tensor([-300.0, -5.3, -0.3, 0.7, 4.7, 300.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(get("leaky_relu2"), (x,))
+    assert torch.autograd.gradgradcheck(get("leaky_relu2"), (x,))
+
+
+def test_leaky_relu2_formula_and_source():
+    spec = get_spec("leaky_relu2")
+    x = torch.linspace(-300, 300, 6001, dtype=torch.float64)
+    torch.testing.assert_close(get_spec(spec.formula).fn(x), F.leaky_relu(x, 0.5).square())
+    assert spec.paper.startswith("community recipe, no paper") and "parameter-golf" in spec.paper
+    assert not spec.gated and PLAIN.index("leaky_relu2") == PLAIN.index("relu2") + 1
+
+
+def test_leaky_relu2_measured_properties():
+    m = measure("leaky_relu2")
+    assert m["range_min"] == 0.0 and m["range_max"] == pytest.approx(100.0)  # f(10) = 10^2
+    # x ~ N(0, 1): E f = E[x^2; x > 0] + E[x^2; x < 0] / 4 = 1/2 + 1/8; E f^2 = 3/2 + 3/32.
+    assert m["mean"] == pytest.approx(0.625, abs=1e-6)
+    assert m["std"] == pytest.approx(math.sqrt(1.5 + 3 / 32 - 0.625**2), abs=1e-6)
+    assert m["max_abs_grad"] == pytest.approx(20.0)  # 2x at x = 10
+    # |f'| < 0.01 on -0.02 < x < 0.005 only: about 0.025 * N(0, 3^2) density at 0.
+    assert m["saturation"] == pytest.approx(0.025 / (3 * math.sqrt(2 * math.pi)), abs=3e-4)
+    assert m["smooth"] and not m["monotone"] and not m["zero_centred"]
+    assert measure("relu2")["saturation"] > 0.49  # relu2's flat half, which leaky_relu2 has not
+
+
+def test_cli_acts_lists_leaky_relu2_with_its_properties(capsys):
+    from actlab.cli import main
+
+    assert main(["acts", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["leaky_relu2"] == {**measure("leaky_relu2"), "name": "leaky_relu2"}
+    assert rows["leaky_relu2"]["mean"] == pytest.approx(0.625, abs=1e-6)
+    assert main(["acts"]) == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if "leaky_relu2" in row)
+    assert "0 .. 100" in line and "0.625" in line

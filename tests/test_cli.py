@@ -154,3 +154,16 @@ def test_activation_lists_keep_formulas_with_commas_whole():
 
     assert split_top_level("gelu, max(x, 0),swiglu") == ["gelu", "max(x, 0)", "swiglu"]
     assert split_top_level("x * sigmoid(1.702 * x)") == ["x * sigmoid(1.702 * x)"]
+
+
+def test_train_flags_build_a_mixture_of_experts(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--ffn", "moe", "--router", "sigmoid", "--n-experts", "4",
+                             "--top-k", "2", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
+                             "--block-size", "16", "--steps", "2", "--batch-size", "2", "--quiet",
+                             "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    model = json.loads((tmp_path / "r" / "config.json").read_text())["model"]
+    assert (model["ffn"], model["router"], model["n_experts"], model["top_k"]) == ("moe", "sigmoid", 4, 2)
+    code, _, err = run_cli(capsys, "train", "--ffn", "moe", "--n-experts", "4", "--top-k", "5")
+    assert_one_line_error(code, err)
+    assert "top_k must be between 1 and 4, got 5" in err

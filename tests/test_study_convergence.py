@@ -218,3 +218,13 @@ def test_a_best_rate_on_the_grid_edge_grows_the_grid_one_step():
     assert common.extend_grid(inner) == {}
     capped = common.pick_lrs(tuned({0.1: 2.5, 0.3: 2.2}), lambda p: p["act"], loss_key="final_val_loss")
     assert common.extend_grid(capped) == {}  # 0.9 would pass the upper bound
+
+
+def test_standard_ranks_eleven_and_quick_the_articles_four():
+    standard = c.PRESETS["standard"]["acts"]
+    assert standard == c.ACTS and len(standard) == 11 and len(set(standard)) == 11
+    assert standard.index("leaky_relu2") == standard.index("relu2") + 1
+    assert c.PRESETS["quick"]["acts"] == ("sigmoid", "relu", "gelu", "silu")
+    assert c.PRESETS["full"]["acts"] == c.ACTS + ("bilinear",)
+    from actlab.activations import names
+    assert set(standard) <= set(names())  # every entry is registered

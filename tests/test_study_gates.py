@@ -17,11 +17,11 @@ from actlab.analysis import regime
 from actlab.analysis.numbers import json_safe
 from actlab.studies.base import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.studies.gates.study import (
-    FAILS, PRESETS, RULE, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify, compare_variants,
-    evidence_from, pick_lrs, run,
+    FAILS, MOE_ROUTERS, PRESETS, RULE, TOL, UNCLEAR, VARIANTS, WORKS, apply_rule, classify,
+    compare_variants, eval_jobs, evidence_from, pick_lrs, run,
 )
 from actlab.studies.gates.words import caveats, summary_line
-from actlab.studies.gates.runs import _AttentionProbe, measure_attention
+from actlab.studies.gates.runs import _AttentionProbe, measure_attention, measure_moe
 from actlab.training.loop import train
 from conftest import tiny_model, tiny_train
 
@@ -62,16 +62,20 @@ NOISE = (0.0, 0.004, -0.003, 0.002)  # per seed, scaled per variant (paired, not
 # Final loss relative to the GELU reference: the gates within TOL, the non-gate uses far above.
 OFFSET = {"gelu": 0.0, "gelu_wide": -0.005, "glu": 0.003, "reglu": 0.0, "geglu": -0.01,
           "swiglu": -0.01, "out_gate": -0.008, "sigmoid": 0.3, "attn_sigmoid": 0.25,
-          "attn_sigmoid_nobias": 0.5}
+          "attn_sigmoid_nobias": 0.5, "moe_softmax": 0.01, "moe_sigmoid": 0.06}
+LOADS = {"moe_softmax": [0.25, 0.25, 0.25, 0.25], "moe_sigmoid": [0.5, 0.5, 0.0, 0.0]}
 
 
 def _stored(reference: float) -> list[dict]:
     """Evaluation results as run_grid stores them, the GELU reference at `reference` nats."""
     n_params = {v: 1000 + 36 * (v == "out_gate") + 34 * (v == "gelu_wide") for v in VARIANTS}
+    def probe(v: str, when: str) -> dict:
+        return {"expert_load": [0.25] * 4 if when == "init" else LOADS[v]} if v in LOADS else {}
+
     return [{"params": {"stage": "eval", "variant": v, "lr": 1e-2, "seed": seed},
              "outcome": "completed", "n_params": n_params[v], "cpu_seconds": 1.0,
              "final_loss": reference + OFFSET[v] + noise * (0.5 + 0.1 * i),
-             "probe_init": {}, "probe_final": {}}
+             "probe_init": probe(v, "init"), "probe_final": probe(v, "final")}
             for i, v in enumerate(VARIANTS) for seed, noise in zip(SEEDS, NOISE)]
 
 
@@ -107,12 +111,49 @@ def test_reference_below_the_trigram_gives_the_comparisons_verdict():
     line = summary_line(ev)
     assert line.startswith("final val loss diffs (nats, 95% CI): GLU-GELU +0.00")
     assert "(works)" in line and "(fails)" in line
+    # the σ router is 0.05 nats worse than the softmax router: FAILS, beside the verdict only
+    assert line.endswith("; beside the verdict, MoE σ router-softmax router +0.050 [+0.050, "
+                         "+0.051] (fails)")
+    assert ev["statuses"] == apply_rule(ev["comparisons"])[1] and "moe_router" not in ev["statuses"]
+    assert ev["moe_router"]["status"] == FAILS and ev["moe_router"]["in_verdict"] is False
+    assert ev["moe_router"]["expert_load"]["moe_sigmoid"]["final"] == [0.5, 0.5, 0.0, 0.0]
+    assert ev["variants"]["moe_sigmoid"]["expert_load"]["final_max"]["mean"] == 0.5
+    assert any("softmax router 0.25/0.25/0.25/0.25, σ router 0.50/0.50/0.00/0.00. MoE (softmax "
+               "router) vs the dense GELU FFN: +0.011 [+0.006, +0.016]." in n for n in caveats(ev, "quick"))
     # the plain sigmoid FFN (about 2.20), sigmoid attention (2.15) and its no-bias ablation
     # (2.40) stay above the trigram baseline the reference (1.90) beats: findings, caveats
     found = [n for n in caveats(ev, "full") if n.endswith("while the reference is in regime")]
     assert [n.split(" (")[0] for n in found] == [
         "sigmoid stays above the trigram baseline", "attn_sigmoid stays above the trigram "
         "baseline", "attn_sigmoid_nobias stays above the trigram baseline"]
+
+
+def test_moe_jobs_carry_the_router_and_the_other_jobs_are_unchanged():
+    jobs = {j["variant"]: j for j in eval_jobs(PRESETS["smoke"], {v: 1e-2 for v in VARIANTS})}
+    assert set(jobs["gelu"]) == {"stage", "variant", "act", "attention", "mlp_ratio", "lr", "seed",
+                                 "size"}  # the keys (so the identities) of the runs stored before
+    for v, router in MOE_ROUTERS.items():
+        assert {k: jobs[v][k] for k in ("ffn", "router", "n_experts", "top_k", "act")} == {
+            "ffn": "moe", "router": router, "n_experts": 4, "top_k": 2, "act": "gelu"}
+    assert "beside the verdict and never read by it" in RULE
+
+
+def test_expert_load_probe_reads_the_routers():
+    torch.manual_seed(0)
+    x = torch.randint(0, 64, (4, 16))
+    model = GPT(tiny_model(ffn="moe", router="sigmoid"))
+    load = measure_moe(model, x)
+    assert len(load["expert_load_by_layer"]) == 2 and len(load["expert_load"]) == 4
+    assert sum(load["expert_load"]) == pytest.approx(1.0)
+    with torch.no_grad():  # every router input e_0, logits (0, 1, -1, 2): experts 3 and 1
+        for block in model.transformer.h:
+            block.ln_2.weight.zero_()
+            block.ln_2.bias.zero_()
+            block.ln_2.bias[0] = 1.0
+            block.mlp.router.weight.zero_()
+            block.mlp.router.weight[:, 0] = torch.tensor([0.0, 1.0, -1.0, 2.0])
+    assert measure_moe(model, x)["expert_load"] == [0.0, 0.5, 0.0, 0.5]
+    assert measure_moe(GPT(tiny_model()), x) == {}
 
 
 def test_classify_boundaries():

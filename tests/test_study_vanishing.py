@@ -72,13 +72,39 @@ def test_rerun_computes_nothing(smoke, monkeypatch):
 def test_jobs_cover_the_grid():
     jobs = V.jobs_for(V.PRESETS["quick"])
     mlp = [j for j in jobs if j["model"] == "mlp"]
-    assert len(mlp) == len([j for j in jobs if j["model"] == "gpt"]) == 6 * 3 * 3
+    gpt = [j for j in jobs if j["model"] == "gpt"]
+    assert len(mlp) == 6 * 3 * 3 and len(gpt) == 6 * 4 * 3  # acts x depths x seeds
     assert {j["init"] for j in mlp if j["act"] in ("sigmoid", "tanh")} == {"xavier"}
     assert {j["init"] for j in mlp if j["act"] in ("relu", "silu")} == {"kaiming"}
     full = V.jobs_for(V.PRESETS["full"])
     assert {(j["act"], j["init"]) for j in full if j["model"] == "mlp" and j["act"] == "gelu"} == {
         ("gelu", "kaiming"), ("gelu", "xavier")}
     assert max(j["depth"] for j in full if j["model"] == "gpt") >= 32
+
+
+def test_gpt_ladder_reaches_128_blocks_at_one_width():
+    # The article's depth example is GPT-4's "100+ layers": every preset but smoke reaches 128.
+    depths = {name: p["gpt"]["depths"] for name, p in V.PRESETS.items()}
+    assert depths["quick"] == (4, 16, 32, 128)
+    assert max(depths["standard"]) == max(depths["full"]) == 128
+    assert set(depths["quick"]) <= set(depths["standard"]) <= set(depths["full"])
+    jobs = [j for j in V.jobs_for(V.PRESETS["quick"]) if j["model"] == "gpt"]
+    assert {j["depth"] for j in jobs if j["act"] == "sigmoid" and j["seed"] == 2} == {4, 16, 32, 128}
+    assert {(j["n_embd"], j["steps"]) for j in jobs} == {(16, 30)}  # one width and K per ladder
+    assert V.PRESETS["quick"]["mlp"]["steps"] == 60
+
+
+def test_largest_depth_is_the_top_of_each_models_ladder():
+    runs = [{"params": {"model": "gpt", "act": a, "depth": d, "seed": s, "steps": 4},
+             "outcome": "completed", "grad_steps": [0, 4],
+             "w_grad": [[10.0 ** (r * d / 128), 1.0]] * 2}
+            for a, r in (("sigmoid", -2.0), ("relu", 0.0), ("gelu", 0.2), ("silu", -0.2))
+            for d in (4, 32, 128) for s in (0, 1, 2)]
+    ev = V.model_evidence(runs)
+    assert ev["depth"] == 128 and ev["depths"] == [4, 32, 128]
+    assert ev["log_ratio"]["sigmoid"]["mean"] == pytest.approx(-2.0)
+    assert ev["gap"]["diff"] == pytest.approx(2.0) and ev["status"] == "holds"
+    assert ev["log_ratio_by_depth"]["32"]["sigmoid"]["mean"] == pytest.approx(-0.5)
 
 
 def _run(act, seed, ratios, outcome="completed", steps=4):

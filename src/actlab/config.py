@@ -28,6 +28,9 @@ NORMS = ("layernorm", "rmsnorm")
 # Attention score normalisers (see model.CausalSelfAttention) and output heads.
 ATTENTIONS = ("softmax", "softmax_gated", "sigmoid", "sigmoid_nobias")
 HEADS = ("softmax", "sigmoid")  # softmax + cross-entropy | independent sigmoids + BCE
+FFNS = ("dense", "moe")  # the block's FFN: one MLP | top-k mixture of experts (nn/moe.py)
+ROUTERS = ("softmax", "sigmoid")  # MoE router scores: softmax (Mixtral) | sigmoid (DeepSeek-V3)
+MAX_EXPERTS = 2**16
 # How a gated FFN computes f(gate) * up and c_proj (activations/kernels.py): eager module calls,
 # fused aten kernels, compiled kernels, or auto (compiled for big CPU tensors, fused otherwise).
 KERNELS = ("auto", "eager", "fused", "compile")
@@ -100,6 +103,10 @@ class ModelConfig:
     head: str = "softmax"
     init_std: float = 0.02
     kernels: str = "auto"  # gated FFN kernels: auto | eager | fused | compile (same numbers)
+    ffn: str = "dense"  # dense | moe: E experts of width mlp_ratio * n_embd // E, top_k per token
+    n_experts: int = 4
+    top_k: int = 2
+    router: str = "softmax"  # softmax | sigmoid (the MoE router's score function)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_head", "n_embd"):
@@ -119,9 +126,21 @@ class ModelConfig:
         _choice("attention", self.attention, ATTENTIONS)
         _choice("head", self.head, HEADS)
         _choice("kernels", self.kernels, KERNELS)
+        _choice("ffn", self.ffn, FFNS)
+        _choice("router", self.router, ROUTERS)
+        _count("n_experts", self.n_experts, 1, MAX_EXPERTS)
+        _count("top_k", self.top_k, 1, self.n_experts)
         from actlab import activations  # late import: the registry imports torch modules
 
-        activations.get_spec(self.act)  # raises a one-line error for an unknown activation
+        gated = activations.get_spec(self.act).gated  # one-line error for an unknown activation
+        if self.ffn == "moe":
+            if gated:
+                raise ActlabError(f"ffn 'moe' takes a plain activation for its experts; {self.act!r} "
+                                  "is gated")
+            if int(round(self.mlp_ratio * self.n_embd)) < self.n_experts:
+                raise ActlabError(f"ffn 'moe': the FFN width mlp_ratio * n_embd = "
+                                  f"{self.mlp_ratio * self.n_embd:g} is split between "
+                                  f"{self.n_experts} experts, fewer than one unit each")
 
     def size_fields(self) -> str:
         """The fields that set the parameter count, as `name=value` (for messages)."""

@@ -21,6 +21,8 @@ def parameter_count(model, vocab_size: int) -> int:
     the MLP (2 d h, h = mlp_ratio * d; a gated MLP's three matrices of 2h/3 come to the same)."""
     d, hidden = int(model.n_embd), _hidden(model)
     per_layer = 4 * d * d + 2 * d * hidden + 9 * d + hidden
+    if getattr(model, "ffn", "dense") == "moe":  # a router (d x E) and one output bias per expert
+        per_layer += (2 * int(model.n_experts) - 1) * d
     return (int(vocab_size) + int(model.block_size)) * d + int(model.n_layer) * per_layer
 
 

@@ -97,6 +97,27 @@ class ReLU2(nn.Module):
 
 
 @register(
+    "leaky_relu2",
+    formula="max(x, 0.5 * x) ** 2",
+    paper=(
+        "community recipe, no paper: OpenAI parameter-golf speedrun records (2026), e.g. "
+        "records/track_10min_16mb/2026-03-23_LeakyReLU_LegalTTT_ParallelMuon, from PRs #493 and #518"
+    ),
+)
+class LeakyReLU2(nn.Module):
+    """Squared LeakyReLU with slope 0.5, (leaky_relu(x, 0.5))^2: 0.25 x^2 for x < 0.
+
+    The "LeakyReLU(0.5)^2" MLP of the 2026 small-model speedrun records (OpenAI's
+    parameter-golf), a one-line change from relu2 that credits no paper: a negative input still
+    gets a gradient, so no unit is dead, while the output stays non-negative. Not monotone (it
+    falls for x < 0) but smooth: its slope, 2x for x > 0 and x / 2 for x < 0, is continuous at 0.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.square(F.leaky_relu(x, 0.5))
+
+
+@register(
     "elu",
     formula="max(x, 0) + min(exp(x) - 1, 0)",
     paper="Clevert, Unterthiner & Hochreiter 2015, arXiv:1511.07289",

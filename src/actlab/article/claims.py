@@ -49,6 +49,16 @@ CLAIMS = {
         "older RNNs/LSTMs (pre-transformer era).",
         "gates",
     ),
+    "C6": Claim(
+        "C6", "Does not scale",
+        "In summary, sigmoid's elegance from the 1980s doesn't scale to the depth and scale of LLMs.",
+        "scaling",
+    ),
+    "C7": Claim(
+        "C7", "Faster, more reliable training",
+        "ReLU/GELU/Swish provide faster, more reliable training with fewer pitfalls.",
+        "stability",
+    ),
     "F": Claim(
         "F", "Model facts",
         "Transformers in LLMs are extremely deep (e.g., GPT-4 has 100+ layers), so this hampers "

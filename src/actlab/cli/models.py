@@ -102,14 +102,15 @@ TRAIN_FLAGS = {
     "n_head": "n_head", "n_embd": "n_embd", "block_size": "block_size", "norm": "norm",
     "attention": "attention", "head": "head", "no_residual": "residual",
     "device": "device", "dtype": "dtype", "threads": "threads", "compile": "compile",
-    "kernels": "kernels",
+    "kernels": "kernels", "ffn": "ffn", "n_experts": "n_experts", "top_k": "top_k",
+    "router": "router",
 }
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from actlab.config import (
-        ATTENTIONS, COMPILE_AUTO_STEPS, COMPILE_CHOICES, DEVICES, DTYPES, HEADS, KERNELS, NORMS,
-        OPTIMIZERS, TOKENIZERS,
+        ATTENTIONS, COMPILE_AUTO_STEPS, COMPILE_CHOICES, DEVICES, DTYPES, FFNS, HEADS, KERNELS,
+        NORMS, OPTIMIZERS, ROUTERS, TOKENIZERS,
     )
 
     g = p.add_argument_group("data")
@@ -125,6 +126,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=NORMS, help="normalisation layer (default: layernorm)")
     g.add_argument("--attention", choices=ATTENTIONS, help="softmax | softmax_gated (sigmoid output gate, Qwen 2025) | sigmoid (bias -log n, Apple 2024) | sigmoid_nobias (default: softmax)")
     g.add_argument("--head", choices=HEADS, help="output head: softmax + cross-entropy | sigmoid + binary cross-entropy (default: softmax)")
+    g.add_argument("--ffn", choices=FFNS, help="the block's FFN: dense (one MLP) | moe (top-k mixture of experts, each an MLP of hidden/E units) (default: dense)")
+    g.add_argument("--n-experts", type=positive_int, metavar="E", help="experts of a --ffn moe (default: 4)")
+    g.add_argument("--top-k", type=positive_int, metavar="K", help="experts chosen per token by a --ffn moe (default: 2)")
+    g.add_argument("--router", choices=ROUTERS, help="MoE router scores: softmax over experts (Mixtral) | sigmoid per expert (DeepSeek-V3), renormalised over the chosen K (default: softmax)")
     g.add_argument("--no-residual", action="store_const", const=False, default=None, help="remove the residual connections (the textbook vanishing-gradient ablation)")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=positive_int, metavar="N", help="optimizer steps (default: 200)")
@@ -180,12 +185,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.work_started = True
     result = train(cfg, args.out, progress=not args.quiet and sys.stderr.isatty())
     first = result.history[0]["train_loss"] if result.history else float("nan")
-    vals = [r["val_loss"] for r in result.history if "val_loss" in r]
+    evals = [r for r in result.history if "val_loss" in r]
+    vals = [r["val_loss"] for r in evals]
     print(f"act={cfg.model.act} params={result.n_params:,} outcome={result.outcome} steps={result.steps}")
     last = result.train_loss if result.train_loss is not None else float("nan")
     print(f"train loss {first:.4f} -> {last:.4f}", end="")
     if vals:
-        print(f"; val loss {vals[0]:.4f} (step {cfg.eval_every}) -> {vals[-1]:.4f}", end="")
+        print(f"; val loss {vals[0]:.4f} (step {evals[0]['step']}) -> {vals[-1]:.4f}", end="")
     print(f"; {result.tokens_per_s:,.0f} tok/s; {result.seconds:.1f} s")
     if result.baselines:
         print(baseline_line(result.baselines, result.val_loss))

@@ -25,7 +25,8 @@ from actlab.training.env import environment
 from actlab.studies.base import check_preset, get_study, write_verdict
 
 # The article's order: mechanisms, outcome, output layer, where sigmoid survives, facts.
-AUDIT_STUDIES = ("vanishing", "centering", "convergence", "output-head", "gates", "facts")
+AUDIT_STUDIES = ("vanishing", "centering", "convergence", "output-head", "gates", "scaling", "stability",
+                 "facts")
 
 # A full disk, a quota, a read-only file system: the machine, not the study, failed. The
 # audit stops there (the CLI says so in one line) instead of recording each later study as

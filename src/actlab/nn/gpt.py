@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from actlab import activations
 from actlab.activations import kernels
 from actlab.config import ModelConfig
+from actlab.nn.moe import MoEFFN
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
@@ -127,7 +128,8 @@ class GatedMLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LN transformer block (GPT-2): x + attn(ln(x)), then x + mlp(ln(x)); `mlp` is the
+    plain or gated MLP, or with `config.ffn == "moe"` a mixture of experts (nn.moe.MoEFFN)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -135,8 +137,10 @@ class Block(nn.Module):
         self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = make_norm(config)
-        gated = activations.get_spec(config.act).gated
-        self.mlp = GatedMLP(config) if gated else MLP(config)
+        if config.ffn == "moe":  # top-k mixture of experts of the dense width (nn/moe.py)
+            self.mlp = MoEFFN(config, mlp_hidden(config, gated=False))
+        else:
+            self.mlp = GatedMLP(config) if activations.get_spec(config.act).gated else MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.residual:

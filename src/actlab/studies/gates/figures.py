@@ -19,11 +19,16 @@ COLORS = {
     "gelu": "black", "sigmoid": "tab:red", "glu": "tab:orange", "reglu": "tab:green",
     "geglu": "tab:blue", "swiglu": "tab:purple", "attn_sigmoid": "tab:orange",
     "attn_sigmoid_nobias": "tab:red", "gelu_wide": "tab:gray", "out_gate": "tab:orange",
+    "moe_softmax": "tab:blue", "moe_sigmoid": "tab:orange",
 }
+# the reference each family's comparisons use (param-matched for the output gate)
+FAMILY_REF = {"output_gate": "gelu_wide", "moe": "moe_softmax"}
 
 
 def _label(ev: dict, variant: str, family: str) -> str:
     # The GELU/softmax baseline is the reference of every family; name it by what varies.
+    if variant == "gelu" and family == "moe":
+        return "dense GELU FFN (baseline)"
     if variant == "gelu" and family != "ffn":
         return "softmax (baseline)"
     return ev["variants"][variant]["label"]
@@ -33,7 +38,7 @@ def final_loss(ev: dict, families: dict, path: Path) -> str:
     fig, axes = new_figure(ncols=len(families), width=4.4, height=3.0)
     for ax, (family, (title, variants)) in zip(axes[0], families.items()):
         # the reference the rule uses in this family (param-matched for the output gate)
-        ref = ev["variants"]["gelu_wide" if family == "output_gate" else "gelu"]["final_loss"]
+        ref = ev["variants"][FAMILY_REF.get(family, "gelu")]["final_loss"]
         ax.axvspan(num(ref["mean"]), num(ref["mean"]) + ev["tolerance"], color="0.85")
         for y, v in enumerate(variants):
             fl = ev["variants"][v]["final_loss"]

@@ -1,5 +1,6 @@
 """One run of study C5 (gates): a small GPT with sigmoid in one role (FFN gate, attention,
-attention output gate), and the attention probe that reads its row sums and gate values.
+attention output gate, MoE router), and the probe that reads its attention row sums, gate values
+and expert loads.
 Module level so that run_grid can hand `train_variant` to worker processes.
 """
 
@@ -59,9 +60,36 @@ def measure_attention(model, x: torch.Tensor) -> dict:
             "row_sum_mean": float(by_layer.mean())}
 
 
+def measure_moe(model, x: torch.Tensor) -> dict:
+    """Expert load of a MoE model on the batch `x`: the fraction of token-to-expert assignments
+    per expert (nn.moe.expert_load), per layer and averaged over layers; {} for a dense FFN.
+    Read from the routers' own logits through forward hooks, in eval mode."""
+    from actlab.nn.moe import expert_load
+
+    if getattr(model.config, "ffn", "dense") != "moe":
+        return {}
+    blocks = list(model.transformer.h)
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [b.mlp.router.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out))
+             for i, b in enumerate(blocks)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x.to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    cfg = model.config
+    by_layer = [expert_load(seen[i], cfg.top_k, cfg.router) for i in range(len(blocks))]
+    return {"expert_load": np.mean(by_layer, axis=0).tolist(), "expert_load_by_layer": by_layer}
+
+
 class _AttentionProbe:
-    """Trainer callback: measure_attention at initialisation (step 0, before the update) and
-    after the last update. No randomness is drawn, so the run is the same with or without it."""
+    """Trainer callback: measure_attention and measure_moe at initialisation (step 0, before the
+    update) and after the last update. No randomness is drawn, so the run is the same with or
+    without it."""
 
     def __init__(self, x: torch.Tensor, last_step: int):
         self.x, self.last_step = x, last_step
@@ -70,16 +98,16 @@ class _AttentionProbe:
 
     def after_backward(self, step: int, model) -> None:
         if step == 0:
-            self.init = measure_attention(model, self.x)
+            self.init = {**measure_attention(model, self.x), **measure_moe(model, self.x)}
 
     def after_step(self, step: int, model) -> None:
         if step == self.last_step:
-            self.final = measure_attention(model, self.x)
+            self.final = {**measure_attention(model, self.x), **measure_moe(model, self.x)}
 
 
 def train_variant(params: dict) -> dict:
     """Train one (variant, lr, seed) GPT on the bundled corpus; return losses, the parameter
-    count and, for sigmoid attention and the output gate, the attention probe. JSON-able."""
+    count and the probe (sigmoid attention, the output gate, MoE expert loads). JSON-able."""
     from actlab.config import ModelConfig, TrainConfig
     from actlab.data import eval_batches
     from actlab.training.loop import train
@@ -88,7 +116,8 @@ def train_variant(params: dict) -> dict:
     size = params["size"]
     model = ModelConfig(n_layer=size["n_layer"], n_head=size["n_head"], n_embd=size["n_embd"],
                         block_size=size["block_size"], act=params["act"],
-                        attention=params["attention"], mlp_ratio=params["mlp_ratio"])
+                        attention=params["attention"], mlp_ratio=params["mlp_ratio"],
+                        **{k: params[k] for k in ("ffn", "router", "n_experts", "top_k") if k in params})
     cfg = TrainConfig(model=model, seed=params["seed"], steps=size["steps"],
                       batch_size=size["batch_size"], lr=params["lr"],
                       warmup_steps=size["warmup_steps"], eval_every=size["eval_every"],

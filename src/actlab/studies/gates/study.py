@@ -3,7 +3,7 @@
 The article says sigmoid appears "rarely in hidden layers", only "in specialized spots like
 binary gates or older RNNs/LSTMs". Current models put sigmoid in several places, so the
 study trains small GPTs (same seeds, same data order, same shared learning-rate policy) with
-sigmoid in three roles and compares each with what it replaces:
+sigmoid in four roles and compares each with what it replaces:
 
     FFN gates         GLU, sigma(xW) * xV (Dauphin et al. 2017; Shazeer 2020) against the
                       ungated GELU FFN (GPT-2), beside ReGLU, GEGLU and SwiGLU, and the plain
@@ -17,8 +17,15 @@ sigmoid in three roles and compares each with what it replaces:
                       in the rule is a softmax model whose MLP is widened from 4x to 4.5x
                       n_embd, which adds n_embd^2 + n_embd/2 per layer (param-matched); the
                       unmatched comparison is reported beside it.
-
-Not tested: DeepSeek-V3's sigmoid expert routing (the model has no mixture of experts).
+    MoE router        a top-k mixture-of-experts FFN (nn/moe.py: 4 GELU experts of a quarter of
+                      the dense width, top-2) routed by sigmoid scores renormalised over the
+                      chosen experts (DeepSeek-V3) against the same MoE routed by softmax
+                      (Mixtral). Same experts, same parameters, same choice of experts for the
+                      same logits: only the gate weights and their gradients differ. This role
+                      is reported beside the verdict, not read by it (see RULE and `decide`).
+                      Each run stores the expert load (fraction of assignments per expert) on a
+                      validation batch at initialisation and at the end: there is no
+                      load-balancing loss, so a collapsed router shows there.
 
 Learning rates: a grid of one point means one rate shared by every variant, fixed before the
 runs (quick: 1e-2, the better of 3e-3 and 1e-2 for the GELU/softmax baseline in a one-seed
@@ -40,7 +47,6 @@ models have not learned more than a table of counts and no role is judged.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -49,9 +55,9 @@ from actlab.analysis import regime
 from actlab.analysis.numbers import num
 from actlab.article.claims import CLAIMS
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from actlab.analysis.stats import mean_ci, paired_test
 from actlab.studies import common
 from actlab.studies.base import Verdict, check_preset, register_study
+from actlab.studies.gates.evidence import compare_variants, variant_evidence
 from actlab.studies.gates.runs import train_variant
 from actlab.studies.gates.words import caveats, summary_line
 from actlab.engine.sweep import run_grid
@@ -77,16 +83,24 @@ VARIANTS = {
     "attn_sigmoid_nobias": ("attention", "sigmoid, no bias", "gelu", "sigmoid_nobias", 4.0),
     "gelu_wide": ("output_gate", "softmax, MLP 4.5x (param-matched)", "gelu", "softmax", 4.5),
     "out_gate": ("output_gate", "softmax + σ output gate", "gelu", "softmax_gated", 4.0),
+    "moe_softmax": ("moe", "MoE, softmax router (Mixtral)", "gelu", "softmax", 4.0),
+    "moe_sigmoid": ("moe", "MoE, σ router (DeepSeek-V3)", "gelu", "softmax", 4.0),
 }
+# The MoE variants' router, and the MoE shape both share (only their jobs carry these keys, so
+# the other variants' job identities, and their stored runs, are what they were before).
+MOE_ROUTERS = {"moe_softmax": "softmax", "moe_sigmoid": "sigmoid"}
+MOE_SHAPE = dict(n_experts=4, top_k=2)
 FAMILIES = {
     "ffn": ("FFN gates", ("gelu", "sigmoid", "glu", "reglu", "geglu", "swiglu")),
     "attention": ("attention normaliser", ("gelu", "attn_sigmoid", "attn_sigmoid_nobias")),
     "output_gate": ("attention output gate", ("gelu", "gelu_wide", "out_gate")),
+    "moe": ("MoE router", ("gelu", "moe_softmax", "moe_sigmoid")),
 }
 
 # name -> (variant, reference, role). The four roles the rule reads come first.
 GATE_ROLES = ("glu_vs_gelu", "out_gate_vs_matched")
 OTHER_ROLES = ("sigmoid_ffn_vs_gelu", "sigmoid_attn_vs_softmax")
+ROUTER_ROLE = "moe_router"  # classified like a gate role, reported beside the verdict
 COMPARISONS = {
     "glu_vs_gelu": ("glu", "gelu", "gate"),
     "out_gate_vs_matched": ("out_gate", "gelu_wide", "gate"),
@@ -100,6 +114,8 @@ COMPARISONS = {
     "glu_vs_reglu": ("glu", "reglu", "gate vs gate"),
     "swiglu_vs_gelu": ("swiglu", "gelu", "gate"),
     "wide_vs_gelu": ("gelu_wide", "gelu", "control"),
+    ROUTER_ROLE: ("moe_sigmoid", "moe_softmax", "router (beside the verdict)"),
+    "moe_vs_gelu": ("moe_softmax", "gelu", "control (MoE vs dense FFN)"),
 }
 WORKS, FAILS, UNCLEAR = "works", "fails", "unclear"
 
@@ -116,9 +132,13 @@ RULE = (
     "SUPPORTED if both gate roles WORK and both non-gate roles FAIL. SUPPORTED WITH CAVEAT if "
     "both gate roles WORK and at least one non-gate role WORKS ('only' is too strong). "
     "INCONCLUSIVE otherwise. 'Helps' (hi < 0) is reported for each gate; it does not change "
-    "the verdict. " + regime.RULE + " Here one regime holds for the whole study: the reference "
-    "is the plain GELU variant (the reference of the FFN, attention and unmatched output-gate "
-    "comparisons), and out of regime the verdict is INCONCLUSIVE whatever the roles' statuses."
+    "the verdict. MoE router role, reported beside the verdict and never read by it: the "
+    "sigmoid router (DeepSeek-V3) vs the softmax router (Mixtral) in the same top-2 of 4 MoE "
+    "FFN, paired by seed, WORKS / FAILS / UNCLEAR by the same TOL test; its status is quoted "
+    "only in regime. " + regime.RULE + " Here one regime holds for the whole study: the "
+    "reference is the plain GELU variant (the reference of the FFN, attention and unmatched "
+    "output-gate comparisons), and out of regime the verdict is INCONCLUSIVE whatever the roles' "
+    "statuses."
 )
 
 REF = "gelu"  # VARIANTS["gelu"]: GELU FFN, softmax attention, 4x MLP; the regime reference
@@ -160,8 +180,10 @@ PRESETS = {
 def _job(preset: dict, variant: str, lr: float, seed: int, stage: str,
          corpus: dict | None = None) -> dict:
     _, _, act, attention, ratio = VARIANTS[variant]
+    moe = {"ffn": "moe", "router": MOE_ROUTERS[variant], **MOE_SHAPE} if variant in MOE_ROUTERS else {}
     return {"stage": stage, "variant": variant, "act": act, "attention": attention,
-            "mlp_ratio": ratio, "lr": lr, "seed": seed, "size": preset["size"], **(corpus or {})}
+            "mlp_ratio": ratio, **moe, "lr": lr, "seed": seed, "size": preset["size"],
+            **(corpus or {})}
 
 
 def _variant(params: dict) -> str:
@@ -209,59 +231,6 @@ def by_variant(results: list[dict]) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def _mean_list(lists: list[list]) -> list[float]:
-    lists = [x for x in lists if x]
-    if not lists:
-        return []
-    width = min(len(x) for x in lists)
-    return np.mean([x[:width] for x in lists], axis=0).tolist()
-
-
-def variant_evidence(runs: dict[int, dict]) -> dict:
-    """Final loss with CI, outcomes, parameter count and probe summaries of one variant."""
-    done = [r for r in runs.values() if r.get("outcome") == "completed"]
-    ev = {
-        "final_loss": mean_ci([num(r["final_loss"]) for r in done]),
-        "seeds": len(runs), "diverged": sum(r.get("outcome") == "diverged" for r in runs.values()),
-        "errors": sum(r.get("outcome") == "error" for r in runs.values()),
-        "n_params": next((r["n_params"] for r in runs.values() if r.get("n_params")), None),
-        "lr": next((r["params"]["lr"] for r in runs.values()), None),
-    }
-    inits = [r.get("probe_init") or {} for r in runs.values()]
-    finals = [r.get("probe_final") or {} for r in done]
-    if any("row_sum_mean" in p for p in inits):
-        ev["row_sum"] = {
-            "init": mean_ci([p["row_sum_mean"] for p in inits if "row_sum_mean" in p]),
-            "final": mean_ci([p["row_sum_mean"] for p in finals if "row_sum_mean" in p]),
-            "init_by_pos": _mean_list([p.get("row_sum_by_pos") for p in inits]),
-            "final_by_pos": _mean_list([p.get("row_sum_by_pos") for p in finals]),
-        }
-    if any("gate_mean" in p for p in inits):
-        ev["gate_mean"] = {
-            "init": mean_ci([p["gate_mean"] for p in inits if "gate_mean" in p]),
-            "final": mean_ci([p["gate_mean"] for p in finals if "gate_mean" in p]),
-        }
-    return ev
-
-
-def compare_variants(runs: dict, variant: str, reference: str) -> dict:
-    """Paired test of final loss, variant - reference, over seeds where both completed; counts
-    the seeds where the variant diverged while the reference completed."""
-    a, b = runs[variant], runs[reference]
-    seeds = sorted(set(a) & set(b))
-
-    def ok(r: dict) -> bool:
-        return r.get("outcome") == "completed" and math.isfinite(num(r.get("final_loss")))
-
-    both = [s for s in seeds if ok(a[s]) and ok(b[s])]
-    test = paired_test([a[s]["final_loss"] for s in both], [b[s]["final_loss"] for s in both])
-    n_a = next((r["n_params"] for r in a.values() if r.get("n_params")), None)
-    n_b = next((r["n_params"] for r in b.values() if r.get("n_params")), None)
-    return {**test, "variant": variant, "reference": reference,
-            "diverged_only": sum(a[s].get("outcome") == "diverged" and ok(b[s]) for s in seeds),
-            "n_params_diff": (n_a - n_b) if n_a is not None and n_b is not None else None}
-
-
 def classify(comp: dict, tol: float = TOL) -> str:
     """WORKS / FAILS / UNCLEAR for one comparison, as RULE says (NaN bounds: UNCLEAR)."""
     if comp.get("diverged_only", 0) > 0:
@@ -294,6 +263,13 @@ def decide(statuses: dict[str, str], reg: dict | None = None) -> str:
     divergence is an outcome of the role, so it counts as failing. Anything else (an interval
     too wide to place on either side of TOL) is INCONCLUSIVE, and so is every outcome of
     models that have not beaten a trigram table: they say nothing about transformers.
+
+    The MoE router role (ROUTER_ROLE) is classified by the same test and reported beside the
+    verdict, never read here: it compares sigmoid with softmax as the router's score, not a
+    sigmoid gate with no gate, so it does not bear on "survives only as a gate"; the article's
+    sentence names no router, and a tiny one-layer MoE without a balancing loss can collapse
+    onto one expert for reasons that have nothing to do with the score function. It was set
+    beside the verdict when the role was added, before any of its runs.
     """
     if reg is not None and not reg["in_regime"]:
         return INCONCLUSIVE
@@ -332,6 +308,9 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict, baselines: dict 
         comp["helps"] = num(comp["hi"]) < 0
         comparisons[name] = comp
     verdict, statuses = apply_rule(comparisons, reg=reg)
+    variants = {v: {"family": VARIANTS[v][0], "label": VARIANTS[v][1], "act": VARIANTS[v][2],
+                    "attention": VARIANTS[v][3], "mlp_ratio": VARIANTS[v][4],
+                    **variant_evidence(runs[v])} for v in VARIANTS}
     cpu = [num(r.get("cpu_seconds")) for r in results]
     return {
         "verdict": verdict, "statuses": statuses, "tolerance": TOL,
@@ -340,10 +319,12 @@ def evidence_from(results: list[dict], preset: dict, lrs: dict, baselines: dict 
         "metric": "final validation loss, nats per character (bundled corpus, char tokenizer)",
         "seeds": list(preset["seeds"]), "tune_seed": common.TUNE_SEED if len(preset["lrs"]) > 1 else None,
         "lr_grid": list(preset["lrs"]), "lrs": lrs, "size": preset["size"],
-        "variants": {v: {"family": VARIANTS[v][0], "label": VARIANTS[v][1], "act": VARIANTS[v][2],
-                         "attention": VARIANTS[v][3], "mlp_ratio": VARIANTS[v][4],
-                         **variant_evidence(runs[v])} for v in VARIANTS},
+        "variants": variants,
         "comparisons": comparisons,
+        "moe_router": {**{k: comparisons[ROUTER_ROLE][k] for k in ("diff", "lo", "hi", "n", "status")},
+                       "in_verdict": False,
+                       "shape": {**MOE_SHAPE, "expert_width": "mlp_ratio * n_embd // n_experts"},
+                       "expert_load": {v: variants[v].get("expert_load") for v in MOE_ROUTERS}},
         "cpu_seconds_total": float(np.nansum(cpu)) if cpu else 0.0,
     }
 

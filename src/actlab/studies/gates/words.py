@@ -23,7 +23,15 @@ def summary_line(ev: dict) -> str:
              ("no-bias σ attn-softmax", "sigmoid_attn_nobias_vs_softmax")]
     text = "; ".join(f"{label} {_fmt(c[k])} ({c[k]['status']}{', helps' if c[k]['helps'] else ''})"
                      for label, k in parts)
-    return f"final val loss diffs (nats, 95% CI): {text}"
+    router = c["moe_router"]
+    return (f"final val loss diffs (nats, 95% CI): {text}; beside the verdict, MoE σ router-softmax "
+            f"router {_fmt(router)} ({router['status']}{', helps' if router['helps'] else ''})")
+
+
+def _load(load: dict | None) -> str:
+    """A variant's mean final expert load, e.g. "0.31/0.22/0.25/0.22" (fractions, sum 1)."""
+    final = (load or {}).get("final") or []
+    return "/".join(f"{x:.2f}" for x in final) if final else "not measured"
 
 
 def caveats(ev: dict, preset_name: str) -> list[str]:
@@ -33,6 +41,7 @@ def caveats(ev: dict, preset_name: str) -> list[str]:
     ranked = reg["in_regime"]  # out of regime no difference is quoted, not even in a caveat
     unmatched = f" Unmatched: {_fmt(c['out_gate_vs_softmax'])}." if ranked else ""
     swiglu = f" (GLU-SwiGLU {_fmt(c['glu_vs_swiglu'])})" if ranked else ""
+    n_e, k = ev["moe_router"]["shape"]["n_experts"], ev["moe_router"]["shape"]["top_k"]
     out = [] if ranked else [
         f"Out of regime ({reg['reason']}): the comparisons and role statuses in the evidence "
         "are recorded, not judged."]
@@ -47,7 +56,13 @@ def caveats(ev: dict, preset_name: str) -> list[str]:
         f"({v['gelu_wide']['n_params']}).{unmatched}",
         "GLU vs the other gates is reported, not judged: SwiGLU's gate is itself x·σ(x), so "
         f"sigmoid sits inside the modern default too{swiglu}.",
-        "Not tested: sigmoid expert routing (DeepSeek-V3); LSTMs.",
+        f"MoE router (beside the verdict): one MoE FFN per block, {n_e} GELU experts of 1/{n_e} "
+        f"of the dense width, top-{k}, all experts computed and the unchosen masked ({k}/{n_e} of "
+        "the expert weights active per token); no load-balancing loss. Final expert loads (fraction of "
+        f"assignments, mean over seeds): softmax router {_load(v['moe_softmax'].get('expert_load'))}"
+        f", σ router {_load(v['moe_sigmoid'].get('expert_load'))}."
+        + (f" MoE (softmax router) vs the dense GELU FFN: {_fmt(c['moe_vs_gelu'])}." if ranked else ""),
+        "Not tested: LSTMs.",
         "One corpus (Shakespeare, characters) and small models; orderings can change with scale.",
     ]
     out += regime.findings(ev["vs_baselines"], reg)
