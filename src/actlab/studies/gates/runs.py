@@ -14,6 +14,24 @@ import torch
 from actlab.studies.common import gpt_data, job_data
 
 
+def _outputs(model, modules, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    """{i: output of modules[i]} from one forward pass of `model` on `x`, in eval mode and
+    without gradients; the hooks are removed and the mode restored whatever happens."""
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out))
+             for i, m in enumerate(modules)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x.to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
 def measure_attention(model, x: torch.Tensor) -> dict:
     """Mean attention-row sum per query position (sigmoid attention) and mean output-gate value
     (softmax_gated) of `model` on the batch `x`, averaged over batch, heads and layers.
@@ -27,19 +45,8 @@ def measure_attention(model, x: torch.Tensor) -> dict:
     if kind not in ("sigmoid", "sigmoid_nobias", "softmax_gated"):
         return {}
     blocks = list(model.transformer.h)
-    seen: dict[int, torch.Tensor] = {}
-    modules = [b.attn.c_gate if kind == "softmax_gated" else b.attn.c_attn for b in blocks]
-    hooks = [m.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out))
-             for i, m in enumerate(modules)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x.to(next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    seen = _outputs(model, [b.attn.c_gate if kind == "softmax_gated" else b.attn.c_attn
+                            for b in blocks], x)
     if kind == "softmax_gated":
         by_layer = [float(torch.sigmoid(seen[i]).mean()) for i in range(len(blocks))]
         return {"gate_mean": float(np.mean(by_layer)), "gate_by_layer": by_layer}
@@ -69,18 +76,7 @@ def measure_moe(model, x: torch.Tensor) -> dict:
     if getattr(model.config, "ffn", "dense") != "moe":
         return {}
     blocks = list(model.transformer.h)
-    seen: dict[int, torch.Tensor] = {}
-    hooks = [b.mlp.router.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out))
-             for i, b in enumerate(blocks)]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x.to(next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    seen = _outputs(model, [b.mlp.router for b in blocks], x)
     cfg = model.config
     by_layer = [expert_load(seen[i], cfg.top_k, cfg.router) for i in range(len(blocks))]
     return {"expert_load": np.mean(by_layer, axis=0).tolist(), "expert_load_by_layer": by_layer}

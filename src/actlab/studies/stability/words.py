@@ -46,6 +46,10 @@ def caveats(p: dict, per_act: dict, top: dict | None, bundle) -> list[str]:
         f"this preset compares {len(p['acts'])} of the {len(ACTS)} activations "
         f"({', '.join(p['acts'])}); the rest need a larger budget (--preset standard)"]
     out += [
+        "the rule was revised twice after the study's first quick run on the bundled corpus "
+        "(widths within half a grid step count as equal; a part's outcome made symmetric, with "
+        "'mixed' between 'worse' and 'better'); under the first wording those runs read NOT "
+        "SUPPORTED: a verdict on those seeds is provisional until other seeds or texts agree",
         f"tiny models ({m['n_layer']} layer{'s' if m['n_layer'] > 1 else ''}, width "
         f"{m['n_embd']}), {bundle.name} ({bundle.tokenizer.kind} tokens), {t['steps']} steps of "
         f"{t['batch_size']}x{m['block_size']} tokens",
