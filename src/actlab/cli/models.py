@@ -156,8 +156,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from actlab.config import TrainConfig, load_config_file, merge
 
-    trust = getattr(args, "trust_code", False)
-    overrides = load_config_file(args.config, trust_code=trust) if args.config else {}
+    overrides = load_config_file(args.config, trust_code=args.trust_code) if args.config else {}
     typed = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
     cfg = merge(TrainConfig(), overrides)
     return merge(cfg, typed)
