@@ -50,6 +50,13 @@ REFERENCE = {
     "softplus": F.softplus,
     "identity": lambda x: x,
     "sigmoid_centered": lambda x: _sigmoid64(x) - 0.5,
+    # the ACT2FN functions actlab had no entry for (activations/hf_names.py)
+    "gelu_10": lambda x: torch.clamp(F.gelu(x), -10, 10),
+    "hard_swish": F.hardswish,
+    "laplace": lambda x: 0.5 * (1 + torch.special.erf((x - 0.707107) / (0.282095 * math.sqrt(2)))),
+    "sqrt_softplus": lambda x: torch.sqrt(F.softplus(x)),
+    "prelu": lambda x: F.leaky_relu(x, 0.25),
+    "xielu": lambda x: torch.where(x > 0, 0.8 * x * x + 0.5 * x, 0.8 * torch.expm1(x) - 0.3 * x),
 }
 
 # The gated entries written out: split the last dimension by hand, gate the first half.

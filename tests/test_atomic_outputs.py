@@ -96,8 +96,8 @@ def test_a_failed_weights_write_marks_the_run_as_failed(bundle, tmp_path, monkey
     assert_one_enospc(info.value)
     assert leftovers(run) == [] and not (run / "model.safetensors").exists()
     summary = strict((run / "summary.json").read_text())
-    assert summary == {"outcome": "error", "error": "OSError: [Errno 28] No space left on device",
-                       "steps": 4}
+    assert summary == {"schema_version": 1, "outcome": "error",
+                       "error": "OSError: [Errno 28] No space left on device", "steps": 4}
     assert (run / "error.txt").read_text().startswith("OSError: [Errno 28] No space left on device\n")
 
 
@@ -146,7 +146,8 @@ def test_a_later_run_in_the_folder_clears_the_failure(bundle, tmp_path):
         train(small(), run, data=bundle, progress=False, callbacks=(Boom(),))
     summary = strict((run / "summary.json").read_text())
     # step 1 raised before its row was recorded: one step is on disk
-    assert summary == {"outcome": "error", "error": "RuntimeError: the callback broke", "steps": 1}
+    assert summary == {"schema_version": 1, "outcome": "error", "error": "RuntimeError: the callback broke",
+                       "steps": 1}
     assert len(strict_lines(run / "metrics.jsonl")) == 1
     assert "Traceback" in (run / "error.txt").read_text()
     train(small(), run, data=bundle, progress=False)

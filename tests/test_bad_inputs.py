@@ -222,7 +222,7 @@ CASES = [
     case("train zero eval interval", train("--eval-every", "0"), needle="must be >= 1"),
     case("train negative warmup", train("--warmup", "-1"), needle="must be >= 0"),
     # train: choices and devices
-    case("train unknown tokenizer", train("--tokenizer", "klingon"), needle="invalid choice"),
+    case("train unknown tokenizer", train("--tokenizer", "klingon"), needle="unknown tokenizer"),
     case("train unknown optimizer", train("--optimizer", "lion"), needle="invalid choice"),
     case("train unknown compile choice", train("--compile", "sometimes"), needle="invalid choice"),
     case("train unknown kernels", train("--kernels", "magic"), needle="invalid choice"),

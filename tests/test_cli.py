@@ -150,7 +150,7 @@ def test_help_explains_units_and_defaults(capsys):
 
 
 def test_activation_lists_keep_formulas_with_commas_whole():
-    from actlab.cli.studies import split_top_level
+    from actlab.lab.api import split_top_level
 
     assert split_top_level("gelu, max(x, 0),swiglu") == ["gelu", "max(x, 0)", "swiglu"]
     assert split_top_level("x * sigmoid(1.702 * x)") == ["x * sigmoid(1.702 * x)"]

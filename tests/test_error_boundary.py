@@ -65,8 +65,8 @@ def fail_during_training(monkeypatch, errnum: int, filename: str | None):
             if step == 1:
                 raise OSError(errnum, os.strerror(errnum), *([filename] if filename else []))
 
-    def train(cfg, out_dir=None, **kw):
-        return real(cfg, out_dir, callbacks=(Failing(),), **kw)
+    def train(cfg, out_dir=None, callbacks=(), **kw):
+        return real(cfg, out_dir, callbacks=(*callbacks, Failing()), **kw)
 
     monkeypatch.setattr(loop, "train", train)
 
@@ -81,7 +81,8 @@ def test_disk_full_during_train_says_what_was_kept(monkeypatch, capsys, tmp_path
     line = one_line(err)
     assert code == 1
     assert line == (f"actlab train: error: no space left on device ({target}); what the run wrote "
-                    f"so far is kept in {out}; run the same command again to train it afresh")
+                    f"so far is kept in {out}; actlab train --resume {out} continues from its "
+                    "last evaluation, --overwrite trains it afresh")
     assert (out / "config.json").is_file()  # what the line says was kept is there
     assert stdout == ""
 
@@ -154,8 +155,8 @@ def test_a_real_full_disk_and_a_real_read_only_one(small_disk, capsys, text):
     line = one_line(err)
     assert code == 1
     assert line.startswith("actlab train: error: no space left on device (")
-    assert line.endswith(f"what the run wrote so far is kept in {out}; run the same command "
-                         "again to train it afresh")
+    assert line.endswith(f"what the run wrote so far is kept in {out}; actlab train --resume "
+                         f"{out} continues from its last evaluation, --overwrite trains it afresh")
     assert (out / "config.json").is_file()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     code, _, err = run_cli(capsys, "train", "--data", text, *TINY, "--out", str(small_disk / "new"))

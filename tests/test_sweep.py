@@ -294,9 +294,11 @@ def test_ray_executor_matches_serial(tmp_path, monkeypatch):
     # which must import this module to run its jobs.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     jobs = [{"act": "gelu", "seed": 0}, {"act": "sigmoid", "seed": 1}]
+    before = signal.getsignal(signal.SIGTERM)
     on_ray = run_grid("ray", jobs, gpt_job, tmp_path / "ray", progress=False, executor="ray",
                       workers=2, threads=1)
     assert not ray.is_initialized()  # run_grid shut down the instance it started
+    assert signal.getsignal(signal.SIGTERM) is before  # ray.init's SIGTERM handler is gone again
     serial = run_grid("ray", jobs, gpt_job, tmp_path / "serial", progress=False,
                       executor="serial", threads=1)
     assert untimed(on_ray) == untimed(serial)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from actlab.errors import ActlabError
+from actlab.files.schema import unversioned, versioned
 from actlab.sizes import FLOAT_BYTES, sci, memory_estimate, parameter_count
 
 NORMS = ("layernorm", "rmsnorm")
@@ -201,7 +202,10 @@ class TrainConfig:
         if self.data is not None and (not isinstance(self.data, str) or "\x00" in self.data):
             raise ActlabError(f"data must be a path without NUL bytes, got {self.data!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("tokenizer", self.tokenizer, TOKENIZERS)
+        if self.tokenizer not in TOKENIZERS:  # the path of a Hugging Face tokenizer.json, then
+            from actlab.data.tokenizer_files import check_tokenizer  # late: actlab.data imports torch
+
+            check_tokenizer(self.tokenizer)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("compile", self.compile, COMPILE_CHOICES)
@@ -228,7 +232,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        """config.json's text: the fields and the files' schema_version (files.schema), which
+        is not part of the run's identity: hash() leaves it out."""
+        return json.dumps(versioned(self.to_dict()), indent=2, sort_keys=True, allow_nan=False)
 
     def hash(self) -> str:
         """Short stable identity of the run: same config, same hash."""
@@ -268,10 +274,11 @@ TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"model"}
 
 
 def merge(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """Return a new config with `overrides` applied; keys may be flat or under "model"."""
+    """Return a new config with `overrides` applied; keys may be flat or under "model".
+    A top-level "schema_version" (config.json carries one) is checked and dropped."""
     train = base.to_dict()
     model = train.pop("model")
-    flat = dict(overrides)
+    flat = unversioned(overrides, "config")  # a copy
     nested = flat.pop("model", None) or {}
     train_section = flat.pop("train", None) or {}
     if not isinstance(nested, dict) or not isinstance(train_section, dict):

@@ -11,8 +11,9 @@ Add your own with the decorator:
     class MyAct(nn.Module):
         def forward(self, x): return x * torch.tanh(x)
 """
-# Registration order is import order: plain functions first, then the gated ones built on them.
-from actlab.activations import functions, gated  # noqa: F401  (imported to register entries)
+# Registration order is import order: plain functions first, then the gated ones built on them,
+# then the Hugging Face names (aliases and the ACT2FN functions actlab had no entry for).
+from actlab.activations import functions, gated, hf_names  # noqa: F401  (imported to register entries)
 from actlab.activations.formula import FormulaActivation, parse_formula
 from actlab.activations.functions import Swish
 from actlab.activations.gated import GatedActivation

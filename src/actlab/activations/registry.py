@@ -44,6 +44,17 @@ def _module_fn(factory: Callable[[], nn.Module]) -> Callable[[Tensor], Tensor]:
     return lambda x: factory()(x)
 
 
+def _check_new_keys(name: str, keys: list[str]) -> None:
+    """ValueError unless every key is a valid, untaken name, listed once."""
+    for key in keys:
+        if not _NAME.fullmatch(key):
+            raise ValueError(f"activation name {key!r} must match {_NAME.pattern}")
+        if key in _SPECS or key in _ALIASES:
+            raise ValueError(f"activation {key!r} is already registered")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"activation {name!r} lists the same alias twice")
+
+
 def register(
     name: str,
     *,
@@ -60,13 +71,7 @@ def register(
     A name or alias that is already taken raises ValueError.
     """
     keys = [name.lower(), *(a.lower() for a in aliases)]
-    for key in keys:
-        if not _NAME.fullmatch(key):
-            raise ValueError(f"activation name {key!r} must match {_NAME.pattern}")
-        if key in _SPECS or key in _ALIASES:
-            raise ValueError(f"activation {key!r} is already registered")
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"activation {name!r} lists the same alias twice")
+    _check_new_keys(name, keys)
     if gated and gate is None:
         raise ValueError(f"gated activation {name!r} needs gate= (the plain function it applies)")
     if not gated and gate is not None:
@@ -88,6 +93,23 @@ def register(
         return factory
 
     return decorator
+
+
+def alias(name: str, *aliases: str) -> None:
+    """Give the registered entry `name` more names, for entries registered elsewhere (the
+    Hugging Face names of hf_names.py). The same checks as register's `aliases`."""
+    target = name.lower()
+    if target not in _SPECS:
+        raise ValueError(f"cannot alias {name!r}: no such registered entry")
+    keys = [a.lower() for a in aliases]
+    _check_new_keys(name, keys)
+    for key in keys:
+        _ALIASES[key] = target
+
+
+def aliases_of(name: str) -> list[str]:
+    """The aliases of the registered entry `name`, in the order they were given."""
+    return [a for a, target in _ALIASES.items() if target == name.lower()]
 
 
 def names(gated: bool | None = None) -> list[str]:

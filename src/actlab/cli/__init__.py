@@ -49,20 +49,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from actlab.cli import models, studies
+    from actlab.cli import hf, models, runs, studies
 
     parser = _Parser(prog="actlab", description="Measure what activation functions do in small GPTs, "
                                                 "and choose one with evidence.")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the traceback of any error (also: {DEBUG_ENV}=1)")
+    parser.add_argument("--version", action="version", version=f"actlab {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     models.register(sub)
+    runs.register(sub)
     studies.register(sub)
+    hf.register(sub)
     for command in sub.choices.values():  # `actlab train ... --debug` works too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help=f"show the traceback of any error (also: {DEBUG_ENV}=1)")
     return parser
+
+
+def _version() -> str:
+    from actlab.version import __version__
+
+    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +207,10 @@ def _kept(args, interrupted: bool = False) -> str:
         if not out:
             return "nothing was written; run the same command again"
         if interrupted:
-            return f"metrics and weights so far are kept in {out}"
-        return (f"what the run wrote so far is kept in {out}; run the same command again to "
-                "train it afresh")
+            return (f"metrics and weights so far are kept in {out}; actlab train --resume {out} "
+                    "continues from its last saved state")
+        return (f"what the run wrote so far is kept in {out}; actlab train --resume {out} "
+                "continues from its last evaluation, --overwrite trains it afresh")
     if args.command == "report":
         return f"the stored results in {args.dir} are kept; run the same command again"
     return "nothing was written; run the same command again"

@@ -146,11 +146,22 @@ def check_device(name: str | None) -> None:
                                      "cpu or auto")
 
 
-def check_executor(executor: str | None, address: str | None) -> None:
+def check_executor(executor: str | None, address: str | None, gpus_per_run: float | None = None,
+                   cpus_per_run: float | None = None) -> None:
     """--executor ray needs Ray importable here (checked once, not once per study);
-    --address means nothing without it."""
+    --address, --gpus-per-run and --cpus-per-run mean nothing without it. A share Ray cannot
+    schedule (negative, NaN, 1.5, zero CPUs) is refused here, before any run."""
     if address is not None and executor != "ray":
         raise ActlabError("--address names a Ray cluster: it needs --executor ray")
+    from actlab.engine.executors import check_resource
+
+    for flag, value, zero_ok in (("--gpus-per-run", gpus_per_run, True),
+                                 ("--cpus-per-run", cpus_per_run, False)):
+        if value is None:
+            continue
+        if executor != "ray":
+            raise ActlabError(f"{flag} is a Ray resource request: it needs --executor ray")
+        check_resource(flag, value, zero_ok)
     if executor == "ray":
         try:
             import ray  # noqa: F401

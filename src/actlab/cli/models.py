@@ -9,6 +9,7 @@ import sys
 from actlab.cli.args import (
     check_device, check_out_dir, nonneg_float, nonneg_int, positive_float, positive_int,
 )
+from actlab.errors import ActlabError
 
 
 def register(sub) -> None:
@@ -115,7 +116,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="PATH", help="a .txt file or a folder of .txt files (default: the bundled Shakespeare corpus)")
-    g.add_argument("--tokenizer", choices=TOKENIZERS, help="char | byte (256 ids) | bpe (trained on the training split, cached) (default: char)")
+    g.add_argument("--tokenizer", metavar="KIND|FILE", help=f"{' | '.join(TOKENIZERS)} (char: the characters of the training split; byte: 256 ids; bpe: trained on the training split, cached), or the path of an existing Hugging Face tokenizer.json, used as it is; the run folder keeps a copy (default: char)")
     g.add_argument("--bpe-vocab", type=positive_int, metavar="N", help="BPE vocabulary size in tokens (default: 1024)")
     g = p.add_argument_group("model")
     g.add_argument("--act", metavar="NAME", help="FFN activation: a name from `actlab acts`, a formula in x such as 'x * sigmoid(1.702 * x)', or pkg.mod:fn (default: gelu)")
@@ -149,7 +150,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, metavar="WHEN", help=f"torch.compile the training forward: ~3-10%% faster steps after 5-25 s of compilation. auto = only runs of {COMPILE_AUTO_STEPS} steps or more, where it pays; on (what a bare --compile means); off (default: auto)")
     g.add_argument("--kernels", choices=KERNELS, help="how a gated FFN computes f(gate) * up and c_proj, the same losses each way (compile: up to float32 rounding): eager (module calls, what probes need) | fused (aten kernels that keep d + 2h floats per token instead of d + 4h) | compile (torch.compile'd kernels) | auto = compiled for CPU tensors of 32 MiB or more, fused below (default: auto)")
     g.add_argument("--threads", type=nonneg_int, metavar="N", help="torch CPU threads, 0 = torch's default (default: 0)")
-    g.add_argument("--out", metavar="DIR", help="run folder for config.json, env.json, metrics.jsonl, model.safetensors (default: none written)")
+    g.add_argument("--out", metavar="DIR", help="run folder for config.json, env.json, metrics.jsonl, model.safetensors, the tokenizer and the training state (default: none written)")
+    g.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its last saved state (saved at every evaluation and on Ctrl-C), with its own config: the losses are those of a run never stopped")
+    g.add_argument("--overwrite", action="store_true", help="let --out replace a run already in that folder (without it, an existing run is refused)")
+    g.add_argument("--log", choices=("tb",), help="also log to TensorBoard: event files in the run folder's tb/ (needs --out and the tb extra); view with tensorboard --logdir DIR/tb")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -174,23 +178,77 @@ def baseline_line(baselines: dict, val_loss: float | None) -> str:
     return line
 
 
+def _run_config(args: argparse.Namespace):
+    """(config, run folder) of `actlab train`: from the flags, or with --resume from the run's
+    own config.json (flags may repeat it, never change it)."""
+    from pathlib import Path
+
+    from actlab.config import merge
+    from actlab.training.state import stored_config
+
+    if not args.resume:
+        cfg = config_from_args(args)  # every value checked, the config file's included
+        if args.out is not None:
+            check_out_dir(args.out)
+            _check_new_run(Path(args.out), args.overwrite)
+        return cfg, args.out
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ActlabError("--resume DIR continues the run in DIR: leave out --out (or give the same folder)")
+    if args.config or args.overwrite:
+        raise ActlabError(f"--resume takes the run's own config; {'--config' if args.config else '--overwrite'} "
+                          "does not go with it")
+    typed = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
+    return merge(stored_config(Path(args.resume)), typed), args.resume
+
+
+def _check_new_run(out, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds a run, unless told to replace it."""
+    import json
+    import shutil
+
+    marks = [n for n in ("config.json", "metrics.jsonl", "summary.json") if (out / n).exists()]
+    if not marks:
+        return
+    if overwrite:
+        shutil.rmtree(out / "tb", ignore_errors=True)  # the old run's event files
+        return
+    how = ""
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        how = f" ({summary.get('outcome')} after {summary.get('steps')} steps)"
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise ActlabError(f"{out} holds a run already{how}: --resume {out} continues it, "
+                      "--overwrite replaces it, or choose another --out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from actlab.training.loop import train
 
-    cfg = config_from_args(args)  # every value checked, the config file's included
-    if args.out is not None:
-        check_out_dir(args.out)
+    cfg, out = _run_config(args)
     check_device(cfg.device)  # from the flag or the config file
+    callbacks = ()
+    if args.log == "tb":
+        if out is None:
+            raise ActlabError("--log tb writes into the run folder: give --out DIR")
+        from actlab.training.tensorboard import TensorBoardLogger
+
+        callbacks = (TensorBoardLogger(Path(out) / "tb"),)
+    args.out = out
     args.work_started = True
-    result = train(cfg, args.out, progress=not args.quiet and sys.stderr.isatty())
+    result = train(cfg, out, callbacks=callbacks, resume=bool(args.resume),
+                   progress=not args.quiet and sys.stderr.isatty())
     first = result.history[0]["train_loss"] if result.history else float("nan")
     evals = [r for r in result.history if "val_loss" in r]
     vals = [r["val_loss"] for r in evals]
     print(f"act={cfg.model.act} params={result.n_params:,} outcome={result.outcome} steps={result.steps}")
     last = result.train_loss if result.train_loss is not None else float("nan")
     print(f"train loss {first:.4f} -> {last:.4f}", end="")
-    if vals:
-        print(f"; val loss {vals[0]:.4f} (step {evals[0]['step']}) -> {vals[-1]:.4f}", end="")
+    if vals:  # rows count steps from 0: the row of step i is the state after i + 1 steps
+        print(f"; val loss {vals[0]:.4f} (after step {evals[0]['step'] + 1}) -> {vals[-1]:.4f} "
+              f"(after step {evals[-1]['step'] + 1})", end="")
     print(f"; {result.tokens_per_s:,.0f} tok/s; {result.seconds:.1f} s")
     if result.baselines:
         print(baseline_line(result.baselines, result.val_loss))
@@ -198,6 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"run folder: {result.out_dir}")
     if result.outcome == "interrupted":  # Ctrl-C or SIGTERM: saved, and the shell is told
         print(f"actlab train: interrupted after step {result.steps}; what it computed is saved"
-              + (f" in {result.out_dir}" if result.out_dir else ""), file=sys.stderr)
+              + (f" in {result.out_dir}; actlab train --resume {result.out_dir} continues it"
+                 if result.out_dir else ""), file=sys.stderr)
         return 130
     return 0

@@ -15,6 +15,7 @@ def register(sub) -> None:
     from actlab.lab.compare import SIZING_RULE
     from actlab.lab.compare_tune import TUNING_RULE
     from actlab.config import DEVICES, TOKENIZERS
+    from actlab.lab.gate import VERDICT_TRIPPED, verdict_names
     from actlab.studies.base import PRESET_NAMES
 
     p = sub.add_parser("study", help="run one claim's study: stored runs, a verdict, figures",
@@ -27,6 +28,7 @@ def register(sub) -> None:
                         "two hours on 2 CPU cores; full: a GPU (default: quick)")
     _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME-PRESET)")
+    p.add_argument("--fail-on", type=verdict_names, metavar="V1,V2", help=f"exit {VERDICT_TRIPPED} (after writing every file) if the verdict is one of these: SUPPORTED, 'SUPPORTED WITH CAVEAT', 'NOT SUPPORTED', INCONCLUSIVE")
     _executor_args(p, "local")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
@@ -61,6 +63,7 @@ def register(sub) -> None:
     _corpus_args(p, TOKENIZERS)
     p.add_argument("--out", metavar="DIR", help="audit folder (default: results/audit-PRESET)")
     p.add_argument("--studies", metavar="A,B", help="only these studies, comma-separated, or none (with --claims) (default: all)")
+    p.add_argument("--fail-on", type=verdict_names, metavar="V1,V2", help=f"exit {VERDICT_TRIPPED} (after writing every file) if any study's or claim's verdict is one of these: SUPPORTED, 'SUPPORTED WITH CAVEAT', 'NOT SUPPORTED', INCONCLUSIVE; a failed study's exit 1 comes first")
     _executor_args(p, "local")
     p.add_argument("--claims", metavar="FILE.toml", help="also judge your own claims: [[claim]] tables with "
                    "text, candidate, baseline and optionally data, seeds, steps, margin (see actlab.lab.user_claims)")
@@ -82,6 +85,12 @@ def _executor_args(p, default_text: str, default: str | None = "local") -> None:
                         f"Ray; the numbers are the same on each (default: {default_text})")
     p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: an existing Ray "
                    "cluster (default: start one locally)")
+    p.add_argument("--gpus-per-run", type=float, metavar="G", help="with --executor ray: GPUs each "
+                   "run requests; a fraction shares a GPU (0.25: four runs per GPU), above 1 a whole "
+                   "number (default: 1 for runs that may train on CUDA when the cluster has GPUs, else 0)")
+    p.add_argument("--cpus-per-run", type=float, metavar="N", help="with --executor ray: CPUs each "
+                   "run requests from the scheduler; its torch threads stay the same, and so do the "
+                   "numbers (default: the run's thread count, 1)")
 
 
 def _corpus_args(p, tokenizers) -> None:
@@ -104,10 +113,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     preset = check_preset(args.preset)
     args.out = str(check_out_dir(args.out if args.out is not None else f"results/{study.name}-{preset}"))
     out = Path(args.out)
-    check_executor(args.executor, args.address)
+    check_executor(args.executor, args.address, args.gpus_per_run, args.cpus_per_run)
     args.work_started = True
     t0 = time.perf_counter()
-    with executor_defaults(args.executor, args.address):
+    with executor_defaults(args.executor, args.address, gpus_per_run=args.gpus_per_run,
+                           cpus_per_run=args.cpus_per_run):
         verdict = study.run(preset, out, progress=not args.quiet and sys.stderr.isatty(),
                             data=args.data, tokenizer=args.tokenizer)
     verdict.seconds = round(time.perf_counter() - t0, 2)
@@ -119,27 +129,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     for caveat in verdict.caveats:
         print(f"  caveat: {caveat}")
     print(f"  {verdict.seconds:.1f} s; verdict: {path}; figures: {out / 'figures'}")
+    from actlab.lab.gate import VERDICT_TRIPPED, tripped, tripped_line
+
+    hits = tripped({study.name: verdict.verdict}, args.fail_on)
+    if hits:
+        print(tripped_line("study", hits), file=sys.stderr)
+        return VERDICT_TRIPPED
     return 0
-
-
-def split_top_level(text: str) -> list[str]:
-    """'gelu,max(x, 0),swiglu' -> ['gelu', 'max(x, 0)', 'swiglu']: commas inside a formula's
-    parentheses do not separate activations."""
-    parts, depth, current = [], 0, ""
-    for ch in text:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    parts.append(current.strip())
-    return [p for p in parts if p]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from actlab.lab.api import split_top_level
     from actlab.lab.compare import check_inputs, format_table, parse_budget, run_compare
 
     budget = parse_budget(args.budget)
@@ -147,12 +149,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     args.out = str(check_out_dir(args.out if args.out is not None else "results/compare"))
     out = Path(args.out)
     check_device(args.device)
-    check_executor(args.executor, args.address)
+    check_executor(args.executor, args.address, args.gpus_per_run, args.cpus_per_run)
     args.work_started = True
-    ranking = run_compare(args.data, acts, budget, args.seeds, out,
-                          progress=not args.quiet and sys.stderr.isatty(), lr=args.lr,
-                          tokenizer=args.tokenizer, device=args.device, workers=args.workers,
-                          executor=args.executor, address=args.address)
+    from actlab.engine.sweep import executor_defaults
+
+    with executor_defaults(gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run):
+        ranking = run_compare(args.data, acts, budget, args.seeds, out,
+                              progress=not args.quiet and sys.stderr.isatty(), lr=args.lr,
+                              tokenizer=args.tokenizer, device=args.device, workers=args.workers,
+                              executor=args.executor, address=args.address)
     print(format_table(ranking))
     print(f"{ranking['wall_s']:.1f} s of a {budget:g} s budget; ranking: {out / 'ranking.json'}; "
           f"figures: {out / 'figures'}")
@@ -179,7 +184,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         get_study(name)  # an unknown name fails before anything else
     args.out = str(check_out_dir(args.out if args.out is not None else f"results/audit-{args.preset}"))
     out = Path(args.out)
-    check_executor(args.executor, args.address)
+    check_executor(args.executor, args.address, args.gpus_per_run, args.cpus_per_run)
     args.work_started = True
     console = Console(stderr=True)
 
@@ -189,7 +194,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     from actlab.engine.sweep import executor_defaults
 
-    with executor_defaults(args.executor, args.address):
+    with executor_defaults(args.executor, args.address, gpus_per_run=args.gpus_per_run,
+                           cpus_per_run=args.cpus_per_run):
         meta = run_audit(args.preset, out, studies=names, claims_file=args.claims, trust_code=args.trust_code,
                          progress=not args.quiet and sys.stderr.isatty(), on_done=on_done,
                          data=args.data, tokenizer=args.tokenizer)
@@ -199,8 +205,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if failed:
         print(f"actlab audit: error: {len(failed)} studies failed ({', '.join(failed)}); "
               f"see {out}/<study>/error.txt; run the same command again to continue", file=sys.stderr)
-        return 1
-    return 0
+    from actlab.lab.gate import VERDICT_TRIPPED, tripped, tripped_line
+
+    hits = tripped({n: m["verdict"] for n, m in meta["studies"].items()}, args.fail_on)
+    if hits:
+        print(tripped_line("audit", hits), file=sys.stderr)
+    return 1 if failed else VERDICT_TRIPPED if hits else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

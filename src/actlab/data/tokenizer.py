@@ -1,12 +1,17 @@
-"""Tokenizers: ``char`` (characters of the training text), ``byte`` (UTF-8 bytes) and
-``bpe`` (byte-level BPE trained locally with Hugging Face ``tokenizers``, cached on disk).
+"""Tokenizers: ``char`` (characters of the training text), ``byte`` (UTF-8 bytes),
+``bpe`` (byte-level BPE trained locally with Hugging Face ``tokenizers``, cached on disk) and
+``file`` (a Hugging Face ``tokenizer.json`` the user brings, used as it is).
 
 Every tokenizer has ``kind``, ``vocab_size``, ``encode(str) -> list[int]`` and
 ``decode(list[int]) -> str``; the ones built here also have ``encode_array(str)``,
 which returns a NumPy int64 array without building a Python list (fast on megabytes).
+
+Reading a user's tokenizer file and keeping a tokenizer in a run folder: data/tokenizer_files.py.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -147,7 +152,12 @@ def _chunks(text: str, size: int = _CHUNK_CHARS) -> Iterator[str]:
 
 
 class BPETokenizer:
-    """Byte-level BPE (GPT-2 style pre-tokenization, no special tokens), lossless round trip."""
+    """Byte-level BPE (GPT-2 style pre-tokenization, no special tokens), lossless round trip.
+
+    Any Hugging Face tokenizer works here: text is encoded without the special tokens a
+    post-processor would add (a training stream has no sentence boundaries to mark) and
+    decoded with every id kept, special ones included, so that what the model emits is shown.
+    """
 
     kind = "bpe"
 
@@ -156,6 +166,7 @@ class BPETokenizer:
         self.vocab_size: int = hf_tokenizer.get_vocab_size()
         self.cache_path = cache_path
         self.from_cache = from_cache
+        self._cuttable = _cuttable(hf_tokenizer)
 
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
@@ -164,27 +175,72 @@ class BPETokenizer:
         """Ids as int64.  Texts of 1 MiB or more are encoded in parallel pieces, and their
         ids are cached next to the tokenizer's JSON file (keyed by the text's hash)."""
         if len(text) <= _CHUNK_CHARS:
-            return np.asarray(self.hf.encode(text).ids, dtype=np.int64)
-        ids_path = None
-        if self.cache_path is not None and len(text) >= _IDS_CACHE_MIN_CHARS:
-            ids_path = self.cache_path.with_name(f"{self.cache_path.stem}.ids-{corpus_hash(text)[:16]}.npy")
-            cached = _load_ids(ids_path)
-            if cached is not None:
-                return cached
-        encodings = self.hf.encode_batch(list(_chunks(text)))
-        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
+            return np.asarray(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+        ids_path = self._ids_path(text) if len(text) >= _IDS_CACHE_MIN_CHARS else None
+        cached = _load_ids(ids_path) if ids_path is not None else None
+        if cached is not None:
+            return cached
+        if self._cuttable:
+            encodings = self.hf.encode_batch(list(_chunks(text)), add_special_tokens=False)
+            ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64)
+        else:
+            ids = np.asarray(self.hf.encode(text, add_special_tokens=False).ids, dtype=np.int64)
         if ids_path is not None:
             _save_ids(ids, ids_path, self.vocab_size)
         return ids
 
+    def _ids_path(self, text: str) -> Path | None:
+        """Where the ids of ``text`` are cached: beside the tokenizer's cached JSON file."""
+        if self.cache_path is None:
+            return None
+        return self.cache_path.with_name(f"{self.cache_path.stem}.ids-{corpus_hash(text)[:16]}.npy")
+
     def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode(_as_int_array(ids).tolist())
+        return self.hf.decode(_as_int_array(ids).tolist(), skip_special_tokens=False)
 
     def get_vocab(self) -> dict[str, int]:
         return self.hf.get_vocab()
 
     def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, cache_path={str(self.cache_path)!r})"
+        return f"{type(self).__name__}(vocab_size={self.vocab_size}, cache_path={str(self.cache_path)!r})"
+
+
+class FileTokenizer(BPETokenizer):
+    """A Hugging Face ``tokenizer.json`` given by path (``--tokenizer PATH``): loaded, never
+    trained, so a run can share another model's vocabulary. ``source`` is the file it came from."""
+
+    kind = "file"
+
+    def __init__(self, hf_tokenizer, source: Path):
+        super().__init__(hf_tokenizer)
+        self.source = source
+        self._digest: str | None = None
+
+    def _ids_path(self, text: str) -> Path | None:
+        """In default_cache_dir(), keyed by the tokenizer's content (not its path), the
+        tokenizers version and the text's hash: a long corpus is encoded once per tokenizer."""
+        import tokenizers
+
+        if self._digest is None:
+            self._digest = hashlib.sha256(self.hf.to_str().encode("utf-8")).hexdigest()[:16]
+        folder = default_cache_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # no cache: the ids are computed every time
+        return folder / (f"file-{self._digest}-tokenizers{tokenizers.__version__}"
+                         f".ids-{corpus_hash(text)[:16]}.npy")
+
+
+def _cuttable(hf_tokenizer) -> bool:
+    """Whether _chunks' cut points are safe for this tokenizer: no normaliser and GPT-2's own
+    byte-level pre-tokenizer (no prefix space), as train_bpe builds. Any other tokenizer is
+    given the whole text at once, which is slower but always exact."""
+    spec = json.loads(hf_tokenizer.to_str())
+    pre = spec.get("pre_tokenizer") or {}
+    return (spec.get("normalizer") is None and pre.get("type") == "ByteLevel"
+            and not pre.get("add_prefix_space", True) and pre.get("use_regex", True)
+            and not any("\n" in t.get("content", "") for t in spec.get("added_tokens") or []))
 
 
 _IDS_CACHE_MIN_CHARS = 1 << 20

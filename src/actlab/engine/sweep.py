@@ -13,7 +13,8 @@ result that fails its checksum is reported on stderr and recomputed.
 Jobs run in local worker processes by default, in this process with executor="serial", or
 on a Ray cluster with executor="ray"; each job gets the same number of torch threads on
 every executor, so the numbers do not depend on where they were computed (see
-actlab.engine.executors).
+actlab.engine.executors). Where the jobs train (their "device") decides how they are spread:
+one local worker per GPU for CUDA jobs, a GPU per Ray task by default (jobs_device).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from actlab.training.env import environment
-from actlab.engine.executors import JobReport, execute, plan
+from actlab.engine.executors import JobReport, execute, local_gpus, plan
 from actlab.engine.leases import Lease, alive
 from actlab.engine.store import Store, from_json
 
@@ -42,9 +43,12 @@ _DEFAULTS: contextvars.ContextVar[dict] = contextvars.ContextVar("actlab_sweep_d
 
 @contextlib.contextmanager
 def executor_defaults(executor: str | None = None, address: str | None = None,
-                      workers: int | None = None):
-    """Within this block, run_grid calls that leave executor/address/workers unset use these."""
-    given = {"executor": executor, "address": address, "workers": workers}
+                      workers: int | None = None, gpus_per_run: float | None = None,
+                      cpus_per_run: float | None = None):
+    """Within this block, run_grid calls that leave executor/address/workers/gpus_per_run/
+    cpus_per_run unset use these."""
+    given = {"executor": executor, "address": address, "workers": workers,
+             "gpus_per_run": gpus_per_run, "cpus_per_run": cpus_per_run}
     token = _DEFAULTS.set({k: v for k, v in given.items() if v is not None})
     try:
         yield
@@ -56,6 +60,14 @@ def job_id(study: str, params: dict) -> str:
     blob = json.dumps({"study": study, "params": params}, sort_keys=True, separators=(",", ":"),
                       default=_plain)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def jobs_device(jobs: Sequence[dict]) -> str:
+    """Where a grid's jobs train: each job's "device" parameter (TrainConfig's key), or "auto",
+    TrainConfig's default, for a job function that names none. A grid that mixes devices is
+    spread for the most demanding one: cuda, then auto, then mps, then cpu."""
+    named = {str(params.get("device", "auto")) for params in jobs}
+    return next((d for d in ("cuda", "auto", "mps") if d in named), "cpu")
 
 
 def _plain(obj):
@@ -75,6 +87,9 @@ def run_grid(
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
+    device: str | None = None,
+    gpus_per_run: float | None = None,
+    cpus_per_run: float | None = None,
 ) -> list[dict]:
     """Run `fn(params)` for every job not already finished; return all results in job order.
 
@@ -89,8 +104,12 @@ def run_grid(
     executor: "local" (worker processes; the default unless `executor_defaults` says
     otherwise), "serial" (this process) or "ray" (`address` of an
     existing cluster, else a local instance of workers x threads CPUs). workers: jobs at once
-    (default: cores // threads on CPU, 1 where CUDA is available). threads: torch threads per
-    job (default 1, whatever the executor, so the numbers do not depend on it). A job function
+    (default: one per visible GPU for CUDA jobs, each pinned to its GPU; cores // threads for
+    CPU jobs). threads: torch threads per job (default 1, whatever the executor, so the
+    numbers do not depend on it). device: where the jobs train (default: jobs_device, read
+    from their parameters). gpus_per_run, cpus_per_run: each Ray task's request
+    (engine.executors.ray_options; default 1 GPU for CUDA jobs on a cluster with GPUs, else 0,
+    and `threads` CPUs). A job function
     must be importable by name (module level) for local workers, and should leave torch's
     thread count alone (TrainConfig.threads = 0).
     """
@@ -98,7 +117,11 @@ def run_grid(
     executor = executor or defaults.get("executor", "local")
     address = address or defaults.get("address")
     workers = workers or defaults.get("workers")
-    workers, threads = plan(executor, workers, threads)
+    gpus_per_run = defaults.get("gpus_per_run") if gpus_per_run is None else gpus_per_run
+    cpus_per_run = defaults.get("cpus_per_run") if cpus_per_run is None else cpus_per_run
+    device = device or jobs_device(jobs)
+    workers, threads = plan(executor, workers, threads, device)
+    gpus = local_gpus(device) if executor == "local" else []
     ids = [job_id(study, params) for params in jobs]
     store = Store(Path(out_dir) / STORE_NAME)
     try:
@@ -111,10 +134,12 @@ def run_grid(
             if todo:
                 env = {**environment(), "executor": executor, "workers": workers}
                 env.pop("device")  # the parent's, not the jobs' (their config says where they ran)
-                label = f"{study} ({executor}, {workers} x {threads} thread{'s' * (threads > 1)})"
+                label = (f"{study} ({executor}, {workers} x {threads} thread{'s' * (threads > 1)}"
+                         f"{f', {len(gpus)} GPU' + 's' * (len(gpus) > 1) if gpus else ''})")
                 with _bar(progress, label, len(set(ids)), len(set(ids)) - len(todo)) as bar:
                     _compute(lease, study, todo, stored, fn, env, bar, executor=executor,
-                             workers=workers, threads=threads, address=address)
+                             workers=workers, threads=threads, address=address, gpus=gpus,
+                             device=device, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     finally:
         store.close()
     return [{"id": rid, "params": params, **stored[rid]} for rid, params in zip(ids, jobs)]
@@ -133,12 +158,11 @@ def _compute(lease: Lease, study: str, todo: dict[str, dict], stored: dict, fn, 
         held.append(rid)
         return False
 
+    executor = how.pop("executor")
     pending = list(todo)
     while pending:
         held.clear()
-        runs = execute(how["executor"], fn, [(rid, todo[rid]) for rid in pending],
-                       workers=how["workers"], threads=how["threads"], address=how["address"],
-                       on_start=claim)
+        runs = execute(executor, fn, [(rid, todo[rid]) for rid in pending], on_start=claim, **how)
         with contextlib.closing(runs):
             for rid, report in runs:
                 stored[rid] = _record(store, rid, report, env)
@@ -176,6 +200,8 @@ def _await(store: Store, study: str, waiting: list[str], stored: dict, bar: _bar
 def _record(store: Store, rid: str, report: JobReport, env: dict) -> dict:
     """Write one finished job to the store; return its result as stored."""
     run_env = {**env, "threads": report.threads, "host": report.host, "pid": report.pid}
+    if report.gpus is not None:  # the GPU(s) the job could see; a CPU job's record is unchanged
+        run_env["gpus"] = report.gpus
     if report.error is None:
         result = from_json(report.result_json)
         if result.get("outcome") == "interrupted":
@@ -195,6 +221,7 @@ class _bar:
         self.errors = 0
 
     def __enter__(self) -> _bar:
+        from rich.markup import escape
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
 
@@ -204,7 +231,9 @@ class _bar:
             TimeRemainingColumn(), disable=not self.enabled,
         )
         self.progress.__enter__()
-        self.task = self.progress.add_task(self.label, total=self.total, completed=self.done, errors="")
+        # the label is text, not markup: a name such as "C5 [moe]" must show as it is
+        self.task = self.progress.add_task(escape(self.label), total=self.total, completed=self.done,
+                                           errors="")
         return self
 
     def advance(self, error: bool) -> None:

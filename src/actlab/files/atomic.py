@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from actlab.analysis.numbers import json_safe
 
@@ -66,11 +66,23 @@ def write_text(path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def dumps(obj, indent: int | None = 2, sort_keys: bool = False) -> str:
-    """Strict JSON text of `obj`: non-finite floats as null, keys as strings."""
-    return json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
+def dumps(obj, indent: int | None = 2, sort_keys: bool = False, default=None) -> str:
+    """Strict JSON text of `obj`: non-finite floats as null, keys as strings, numpy scalars
+    as their numbers and paths as their text. `default(value)` turns anything else into what
+    JSON holds (str: its text); without it such a value raises TypeError."""
+    def plain(value):
+        if isinstance(value, PurePath):
+            return str(value)
+        if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            return json_safe(value.item())  # a numpy scalar: its number, NaN as null too
+        if default is None:
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        return json_safe(default(value))
+
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, allow_nan=False,
+                      default=plain)
 
 
-def write_json(path, obj, indent: int | None = 2, sort_keys: bool = False) -> Path:
-    """Write `obj` as strict JSON (and a final newline) to `path` atomically."""
-    return write_text(path, dumps(obj, indent, sort_keys) + "\n")
+def write_json(path, obj, indent: int | None = 2, sort_keys: bool = False, default=None) -> Path:
+    """Write `obj` as strict JSON (and a final newline) to `path` atomically (see dumps)."""
+    return write_text(path, dumps(obj, indent, sort_keys, default) + "\n")

@@ -12,15 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import sys
 import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from actlab.analysis.numbers import json_safe
-from actlab.files.atomic import write_text
+from actlab.files.atomic import write_json, write_text
+from actlab.files.schema import versioned
 from actlab.training.env import environment
 from actlab.studies.base import check_preset, get_study, write_verdict
 
@@ -113,5 +112,4 @@ def _record_failure(study_dir: Path, exc: Exception) -> str:
 def _write_meta(out: Path, meta: dict, t_all: float) -> None:
     meta["seconds"] = round(time.perf_counter() - t_all, 2)
     # strict JSON (non-finite numbers as null); what JSON cannot hold (a Path) as its text
-    write_text(out / "audit.json",
-               json.dumps(json_safe(meta), indent=2, default=str, allow_nan=False) + "\n")
+    write_json(out / "audit.json", versioned(meta), default=str)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from actlab.errors import ActlabError
 from actlab.files.atomic import write_json
+from actlab.files.schema import newer_than_known, unversioned, versioned
 from actlab.lab import compare_tune
 from actlab.lab.compare_tune import (  # the time model of a run lives beside the tuning
     EVAL_BATCHES, N_CAL, N_EVALS, TUNE_ROUNDS, plan_steps, round_seconds, step_cost, tuning_rounds,
@@ -164,7 +165,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
                                   f"(or fewer activations/seeds{skip})")
             tier, plan = tier - 1, None
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "plan.json", plan)
+    write_json(out / "plan.json", versioned(plan))
 
     t_tune = time.perf_counter()
     chosen, notes = (None, []) if lr else _tune(acts, plan, budget_s, t0, grid_kw, out, progress)
@@ -191,7 +192,7 @@ def run_compare(data: str | None, acts: list[str], budget_s: float, seeds: int, 
     ranking["figures"] = _figures(out, runs, ranking)
     ranking["wall_s"] = time.perf_counter() - t0
     # JSON has no NaN: a missing CI (one seed) or a diverged mean is written as null.
-    write_json(out / "ranking.json", ranking)
+    write_json(out / "ranking.json", versioned(ranking))
     return ranking
 
 
@@ -280,7 +281,10 @@ def _load_plan(out: Path, key: dict) -> dict | None:
         plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):  # none, or damaged: plan afresh
         return None
-    return plan if isinstance(plan, dict) and all(plan.get(k) == v for k, v in key.items()) else None
+    if not isinstance(plan, dict) or newer_than_known(plan):  # not a plan this actlab can read
+        return None
+    plan = unversioned(plan, str(out / "plan.json"))
+    return plan if all(plan.get(k) == v for k, v in key.items()) else None
 
 
 def _rank(results: list[dict], acts: list[str], plan: dict, notes: list[str],

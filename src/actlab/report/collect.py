@@ -21,6 +21,7 @@ from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORT
 from actlab.errors import ActlabError, StoreError
 from actlab.engine.store import Store
 from actlab.engine.sweep import STORE_NAME
+from actlab.files.schema import unversioned
 
 VERDICT_CLASS = {
     SUPPORTED: "supported",
@@ -77,6 +78,7 @@ def _study_entry(study_dir: Path, name: str, timing: dict) -> dict:
                 "seconds": timing.get("seconds")}
     v = read_object(path, "verdict.json", f"run `actlab audit` on {study_dir.parent} again to "
                     "rewrite it (stored runs are reused)")
+    v = unversioned(v, str(path))  # the entry is the verdict's fields; verdicts.json has its own
     _check_verdict(v, path, study_dir)
     claim = CLAIMS.get(v.get("claim", ""))
     figures = []
@@ -106,6 +108,7 @@ def collect(out_dir: str | Path) -> dict:
         raise ActlabError(f"{out} holds no audit (no audit.json); run `actlab audit --out {out}` first")
     meta = read_object(meta_path, "audit.json", f"run `actlab audit --out {out}` again to "
                        "rewrite it (stored runs are reused)")
+    meta = unversioned(meta, str(meta_path))
     _check_meta(meta, meta_path)
     studies = [
         _study_entry(out / name, name, meta.get("studies", {}).get(name, {}))

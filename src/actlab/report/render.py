@@ -5,16 +5,16 @@ each file is written atomically, verdicts.json as strict JSON."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
 
-from actlab.analysis.numbers import json_safe, num
+from actlab.analysis.numbers import num
 from actlab.article.references import MODEL_FACTS, SHAZEER_2020_SOURCE, SHAZEER_2020_TABLE1
-from actlab.files.atomic import write_text
+from actlab.files.atomic import write_json, write_text
+from actlab.files.schema import SCHEMA_VERSION
 from actlab.report.collect import collect
 
 
@@ -162,6 +162,7 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
     write_text(paths["html"], html)
     write_text(paths["md"], markdown(data))
     verdicts = {
+        "schema_version": SCHEMA_VERSION,
         "preset": data["meta"].get("preset"),
         "corpus": data["meta"].get("corpus"),
         "env": data["meta"].get("env"),
@@ -170,6 +171,5 @@ def render_report(out_dir: str | Path) -> dict[str, str]:
         "table": _verdict_rows(data["studies"]),
     }
     # strict JSON (non-finite numbers as null); what JSON cannot hold as its text
-    write_text(paths["json"],
-               json.dumps(json_safe(verdicts), indent=2, default=str, allow_nan=False) + "\n")
+    write_json(paths["json"], verdicts, default=str)
     return {k: str(v) for k, v in paths.items()}

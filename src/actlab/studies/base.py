@@ -19,6 +19,7 @@ from actlab.config import PRESET_NAMES
 from actlab.article.verdicts import CAVEAT, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, VERDICTS
 from actlab.errors import ActlabError
 from actlab.files.atomic import write_json
+from actlab.files.schema import versioned
 
 __all__ = [
     "CAVEAT", "INCONCLUSIVE", "NOT_SUPPORTED", "PRESET_NAMES", "STUDIES", "SUPPORTED", "VERDICTS",
@@ -53,8 +54,8 @@ def write_verdict(verdict: Verdict, out_dir: str | Path) -> Path:
     path = Path(out_dir) / "verdict.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     # Strict and atomic: NaN/Inf as null so every reader can parse verdict.json, and a kill
-    # or a full disk leaves the previous verdict or none.
-    return write_json(path, verdict.to_dict())
+    # or a full disk leaves the previous verdict or none; schema_version: docs/outputs.md.
+    return write_json(path, versioned(verdict.to_dict()))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import traceback
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ import torch
 from actlab.config import TrainConfig
 from actlab.data import DataBundle
 from actlab.files.atomic import write_bytes, write_json, write_text
+from actlab.files.schema import versioned
 from actlab.nn.gpt import GPT
 from actlab.training.env import environment
 from actlab.training.metrics import RunResult
@@ -34,21 +34,24 @@ ERROR = "error.txt"
 def write_headers(out: Path, cfg: TrainConfig, data: DataBundle, compiled: bool,
                   device: torch.device) -> None:
     """Create the folder, clear what an earlier run left at its end, and write the run's
-    config and what it runs on, corpus included."""
+    config, what it runs on (corpus included) and its tokenizer (tokenizer.json or vocab.json)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in (SUMMARY, ERROR, WEIGHTS):
         (out / name).unlink(missing_ok=True)
     write_text(out / "config.json", cfg.to_json() + "\n")
     meta = {"corpus": data.name, "corpus_hash": data.text_hash, "compile": compiled,
             **environment(device)}
-    write_json(out / "env.json", meta)
+    write_json(out / "env.json", versioned(meta))
+    from actlab.data.tokenizer_files import save_tokenizer  # replaces an earlier run's tokenizer file
+
+    save_tokenizer(data.tokenizer, out)  # the folder alone rebuilds the text interface (runs.load)
 
 
 def write_results(out: Path, model: GPT, cfg: TrainConfig, result: RunResult) -> None:
     """The trained weights, then summary.json: the result without its per-step history
     (non-finite losses as null)."""
     save_weights(model, out / WEIGHTS, cfg)
-    write_json(out / SUMMARY, {k: v for k, v in asdict(result).items() if k != "history"})
+    write_json(out / SUMMARY, versioned(result.summary()))
 
 
 def mark_failed(out: Path, err: BaseException, steps: int) -> None:
@@ -57,7 +60,7 @@ def mark_failed(out: Path, err: BaseException, steps: int) -> None:
     after a full disk these writes fail too, and the first error is the one to report."""
     line = one_line(err)
     with contextlib.suppress(OSError):
-        write_json(out / SUMMARY, {"outcome": "error", "error": line, "steps": steps})
+        write_json(out / SUMMARY, versioned({"outcome": "error", "error": line, "steps": steps}))
     with contextlib.suppress(OSError):
         text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
         write_text(out / ERROR, f"{line}\n\n{text}")

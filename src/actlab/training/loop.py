@@ -34,6 +34,7 @@ from actlab.training.progress import StepProgress
 from actlab.training.runtime import autocast, compile_decision, torch_threads
 from actlab.training.schedule import lr_at, make_optimizer
 from actlab.training.signals import StopSignals
+from actlab.training.state import ResumePoint, clear_state, restore, resume_point, save_state
 
 __all__ = ["MetricsLog", "RunResult", "autocast", "evaluate", "lr_at", "make_optimizer",
            "step_seconds", "train"]
@@ -47,8 +48,10 @@ def train(
     callbacks: tuple = (),
     progress: bool = True,
     compile: bool | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train one model as `cfg` says; write config, env, metrics and weights to out_dir.
+    The result holds the trained model (`result.model`, in eval mode).
 
     compile=True runs the training forward through torch.compile (actlab.training.compile): ~10% faster
     steps on CPU for 5-25 s of compilation in the first step; None follows cfg.compile, whose
@@ -57,7 +60,15 @@ def train(
     they hook the model from outside, and compiled graphs do not run module hooks faithfully.
 
     A callback may define any of `before_train(model)` (before the first forward pass),
-    `after_backward(step, model)` (gradients present, unclipped) and `after_step(step, model)`.
+    `after_backward(step, model)` (gradients present, unclipped), `after_step(step, model)`,
+    `on_metrics(step, metrics)` (each metrics.jsonl row once it is final, a validation loss
+    included, with the run's `tokens_per_s` added: forward them to any tracker) and
+    `after_train(model, result)` (the run ended; its files are written).
+
+    With out_dir, the whole training state is saved after every evaluation and when a stop
+    signal ends the run (training.state); `resume=True` continues the run in out_dir from
+    there, with the same losses, bitwise, as a run never stopped. `cfg` must then be the
+    run's own config (config.json).
     `cfg` is left as it was: the run uses a copy whose vocabulary is the data's. cfg.threads,
     when set, holds for the run only; the caller's thread count is back when train() returns.
 
@@ -75,11 +86,15 @@ def train(
                            val_fraction=cfg.val_fraction)
         cfg = _with_vocab(cfg, data.vocab_size)
         out = Path(out_dir) if out_dir else None
+        start = resume_point(out, cfg) if resume else None
         if out:
             write_headers(out, cfg, data, compile, device)
-        log = MetricsLog(out)
+            if start is None:
+                clear_state(out)
+        log = MetricsLog(out, keep=start.rows if start else None)
         try:
-            result = _train(cfg, out, data, device, compile, callbacks, progress, log, signals)
+            result = _train(cfg, out, data, device, compile, callbacks, progress, log, signals,
+                            start)
         except BaseException as err:
             with contextlib.suppress(OSError):  # the first error is the one to report
                 log.close()
@@ -93,45 +108,66 @@ def train(
 
 def _train(cfg: TrainConfig, out: Path | None, data: DataBundle, device: torch.device,
            compile: bool, callbacks: tuple, progress: bool, log: MetricsLog,
-           signals: StopSignals) -> RunResult:
+           signals: StopSignals, start: ResumePoint | None) -> RunResult:
     """Build the model, run the steps, then save; the saving is out of signals' reach."""
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.model).to(device)
-    # Training steps may go through the compiled forward; evaluation calls the eager module
-    # (same parameters), which spares a second compilation for the no-grad graph.
-    forward = compile_model(model) if compile else model
-    stepper = _Stepper(cfg, device, model, forward, make_optimizer(model, cfg),
+    stepper = _Stepper(cfg, device, model, model, make_optimizer(model, cfg),
                        Batcher(data.train_ids, cfg.model.block_size, cfg.batch_size, seed=cfg.seed),
                        callbacks)
+    first = 0
+    if start is not None:
+        first = restore(start.state, model=model, optimizer=stepper.optimizer,
+                        batcher=stepper.batcher)
+    # Training steps may go through the compiled forward; evaluation calls the eager module
+    # (same parameters), which spares a second compilation for the no-grad graph.
+    stepper.forward = compile_model(model) if compile else model
     val_batches = eval_batches(data.val_ids, cfg.model.block_size, cfg.batch_size,
                                cfg.eval_batches)
-    clock = RunClock(tokens_per_step=cfg.batch_size * cfg.model.block_size)
+    clock = RunClock(tokens_per_step=cfg.batch_size * cfg.model.block_size,
+                     offset=start.seconds if start else 0.0)
     pending = PendingLosses(log, clock, every=flush_interval(device))
     val = Validation(log)
+    if start is not None:
+        pending.train_loss = start.rows[-1]["train_loss"] if start.rows else None
+        for row in start.rows:
+            if row.get("val_loss") is not None:
+                val.note(row["val_loss"])
+    log.listeners = tuple(_metrics_listener(cb, clock) for cb in callbacks if hasattr(cb, "on_metrics"))
+    save = (lambda steps: save_state(out, step=steps, config_hash=cfg.hash(), model=model,
+                                     optimizer=stepper.optimizer, batcher=stepper.batcher)) if out else None
 
-    bar = StepProgress(cfg.steps, enabled=progress)
+    bar = StepProgress(cfg.steps, enabled=progress, start=first)
     for cb in callbacks:
         getattr(cb, "before_train", _noop)(model)
+    clean = True  # whether the weights hold whole steps only
     try:
         signals.start_steps()
         with bar:
-            outcome = _run_steps(stepper, val_batches, pending, clock, val, bar, signals)
+            outcome = _run_steps(stepper, first, val_batches, pending, clock, val, bar, signals, save)
         signals.start_saving()  # inside the try: a signal until here still ends as "interrupted"
     except KeyboardInterrupt:
-        outcome = "interrupted"  # keep what was computed: the rows held, then the weights
+        outcome, clean = "interrupted", False  # keep what was computed: the rows held, the weights
     signals.start_saving()
     if outcome == "interrupted":
         pending.flush()
     log.close()
+    if out is not None:
+        if outcome == "interrupted" and clean:
+            save(len(log.rows))
+        elif outcome != "interrupted":  # completed or diverged: nothing left to continue
+            clear_state(out)
 
     result = RunResult(
         outcome=outcome, steps=len(log.rows), train_loss=pending.train_loss,
         val_loss=val.last, best_val_loss=val.best, tokens_per_s=clock.tokens_per_s(),
         seconds=clock.seconds(), n_params=model.num_params(), out_dir=str(out) if out else None,
-        history=log.rows, baselines=data.baselines(),
+        history=log.rows, baselines=data.baselines(), model=model.eval(),
     )
     if out:
         write_results(out, model, cfg, result)
+    for cb in callbacks:
+        getattr(cb, "after_train", _noop)(model, result)
     return result
 
 
@@ -147,13 +183,15 @@ def evaluate(model: GPT, batches, device: torch.device, dtype: str) -> float:
     return (total / len(batches)).item()
 
 
-def _run_steps(stepper: _Stepper, val_batches: list, pending: PendingLosses, clock: RunClock,
-               val: Validation, bar: StepProgress, signals: StopSignals) -> str:
-    """cfg.steps optimizer steps with their flushes and evaluations: "completed", "diverged"
-    as soon as a flush finds a non-finite loss, or "interrupted" after the step during which
-    a stop signal came."""
+def _run_steps(stepper: _Stepper, first: int, val_batches: list, pending: PendingLosses,
+               clock: RunClock, val: Validation, bar: StepProgress, signals: StopSignals,
+               save) -> str:
+    """Optimizer steps `first` .. cfg.steps - 1 with their flushes and evaluations, the state
+    saved after each evaluation when `save` is given: "completed", "diverged" as soon as a
+    flush finds a non-finite loss, or "interrupted" after the step during which a stop signal
+    came."""
     cfg = stepper.cfg
-    for step in range(cfg.steps):
+    for step in range(first, cfg.steps):
         lr, loss, grad_norm = stepper.step(step)
         pending.add(step, lr, loss, grad_norm)
         evaluating = (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1
@@ -167,6 +205,8 @@ def _run_steps(stepper: _Stepper, val_batches: list, pending: PendingLosses, clo
             loss_val = evaluate(stepper.model, val_batches, stepper.device, cfg.dtype)
             with signals.held():
                 val.record(loss_val)
+                if save is not None and step < cfg.steps - 1:
+                    save(step + 1)
         if not pending:
             bar.update(step + 1, pending.train_loss, clock.tokens_per_s())
         if signals.requested is not None:
@@ -208,6 +248,12 @@ class _Stepper:
         for cb in self.callbacks:
             getattr(cb, "after_step", _noop)(step, model)
         return lr, loss, grad_norm
+
+
+def _metrics_listener(cb, clock: RunClock):
+    def listener(row: dict) -> None:
+        cb.on_metrics(row["step"], {**row, "tokens_per_s": clock.tokens_per_s()})
+    return listener
 
 
 def _with_vocab(cfg: TrainConfig, vocab_size: int) -> TrainConfig:

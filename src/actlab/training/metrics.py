@@ -8,12 +8,12 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from actlab.files.atomic import dumps
+from actlab.files.atomic import dumps, write_text
 
 
 @dataclass
@@ -29,6 +29,12 @@ class RunResult:
     out_dir: str | None = None
     history: list[dict] = field(default_factory=list, repr=False)
     baselines: dict | None = None  # the corpus's n-gram cross-entropies (data/baselines.py)
+    # The trained model (actlab.nn.gpt.GPT, in eval mode), for the caller; never serialised.
+    model: object = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict:
+        """The result as summary.json holds it: every field but the history and the model."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("history", "model")}
 
 
 def step_seconds(history: list[dict]) -> float | None:
@@ -64,16 +70,25 @@ class MetricsLog:
     null, while `rows` keeps them as floats for the caller. close() syncs the file to disk.
 
     The newest row is held back until the next one arrives (or close), so that a validation
-    loss measured after the row was logged still lands on the same line.
+    loss measured after the row was logged still lands on the same line. Each `listener` is
+    called with a row once it is final, that is when it is written (with or without a file).
     """
 
-    def __init__(self, out_dir: Path | None):
-        self.rows: list[dict] = []
+    def __init__(self, out_dir: Path | None, listeners: tuple = (), keep: list[dict] | None = None):
+        """A new log, or with `keep` (a resumed run) one that goes on from those rows: the file
+        is rewritten to hold them alone, then appended to."""
+        self.rows: list[dict] = list(keep or [])
+        self.listeners = listeners
         self._fd = None
-        if out_dir:
-            self._fd = os.open(out_dir / "metrics.jsonl",
-                               os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         self._size = 0  # bytes of whole lines in the file
+        if out_dir:
+            path = out_dir / "metrics.jsonl"
+            if keep is not None:
+                text = "".join(dumps(row, indent=None) + "\n" for row in self.rows)
+                write_text(path, text)
+                self._size = len(text.encode("utf-8"))
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                               | (0 if keep is not None else os.O_TRUNC), 0o644)
         self._held = False
 
     def write(self, row: dict) -> None:
@@ -86,9 +101,13 @@ class MetricsLog:
         self._emit()
 
     def _emit(self) -> None:
-        if self._held and self._fd is not None:
+        if not self._held:
+            return
+        if self._fd is not None:
             self._append((dumps(self.rows[-1], indent=None) + "\n").encode("utf-8"))
         self._held = False
+        for listener in self.listeners:
+            listener(self.rows[-1])
 
     def _append(self, line: bytes) -> None:
         view = memoryview(line)
@@ -118,9 +137,10 @@ class RunClock:
     """Seconds since the run started, and tokens/s over the steps after the first flush (the
     warm-up: first-touch allocations, compilation) up to the latest one."""
 
-    def __init__(self, tokens_per_step: int):
+    def __init__(self, tokens_per_step: int, offset: float = 0.0):
+        """`offset`: seconds already run (a resumed run's clock goes on from its last stamp)."""
         self.tokens_per_step = tokens_per_step
-        self.t_start = time.perf_counter()
+        self.t_start = time.perf_counter() - offset
         self._t_timed: float | None = None
         self._step_timed = 0
         self._timed_steps = 0
@@ -201,6 +221,10 @@ class Validation:
     def record(self, loss: float) -> None:
         self.log.rows[-1]["val_loss"] = loss
         self.log.rewrite_last()
+        self.note(loss)
+
+    def note(self, loss: float) -> None:
+        """Count a loss already on its row (a resumed run's earlier evaluations)."""
         self.last = loss
         if math.isfinite(loss):
             self.best = loss if self.best is None else min(self.best, loss)

@@ -7,14 +7,16 @@ class StepProgress:
     """A rich progress bar with one task; `with` it around the steps, `update` after a flush.
     Disabled, it draws nothing and costs next to nothing."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, start: int = 0):
         self.total = total
+        self.start = start  # steps already taken (a resumed run)
         self.bar = _progress_bar(total, enabled)
         self._task = None
 
     def __enter__(self) -> StepProgress:
         self.bar.__enter__()
-        self._task = self.bar.add_task("train", total=self.total, loss=float("nan"), tps=0.0)
+        self._task = self.bar.add_task("train", total=self.total, completed=self.start,
+                                       loss=float("nan"), tps=0.0)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -34,13 +34,27 @@ def autocast(device: torch.device, dtype: str):
     return contextlib.nullcontext()
 
 
+MODEL_HOOKS = ("before_train", "after_backward", "after_step")
+
+
+def touches_model(callback) -> bool:
+    """Whether a callback reaches into the model during the steps; one that only reads the
+    metrics (on_metrics, after_train: a logger) leaves the forward free to be compiled. A
+    callback that defines step hooks without touching the model says so with
+    `hooks_model = False`."""
+    declared = getattr(callback, "hooks_model", None)
+    if declared is not None:
+        return bool(declared)
+    return any(hasattr(callback, name) for name in MODEL_HOOKS)
+
+
 def compile_decision(cfg: TrainConfig, compile: bool | None, callbacks: tuple) -> bool:
     """Whether train() compiles its forward: `compile` if given, else cfg.compile_wanted(); never
-    with callbacks, which hook the model from outside (compiled graphs do not run module hooks
+    with callbacks that hook the model from outside (compiled graphs do not run module hooks
     faithfully). Dropping a compilation asked for by name warns, pointing at train's caller."""
     asked = cfg.compile == "on" if compile is None else compile
     wanted = cfg.compile_wanted() if compile is None else compile
-    if wanted and callbacks:
+    if wanted and any(touches_model(cb) for cb in callbacks):
         if asked:
             warnings.warn("train(compile=True) with callbacks: hooks need the eager model, so "
                           "the forward is not compiled", RuntimeWarning, stacklevel=3)
