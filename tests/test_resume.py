@@ -188,3 +188,13 @@ def test_loggers_leave_the_forward_free_to_compile():
     assert compile_decision(cfg, None, (TensorBoardLogger.__new__(TensorBoardLogger),)) is True
     with pytest.warns(RuntimeWarning, match="hooks need the eager model"):
         assert compile_decision(cfg, None, (Hook(),)) is False
+
+
+def test_cli_resume_reads_the_run_config_as_a_file_it_does_not_trust(capsys, tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(), run, callbacks=(_StopAt(5, "signal"),), progress=False)
+    raw = json.loads((run / "config.json").read_text())
+    raw["model"]["act"] = "os:getcwd"  # an import path: resolving it would run code
+    (run / "config.json").write_text(json.dumps(raw))
+    code, _, err = _cli(capsys, "train", "--resume", str(run), "--quiet")
+    assert code == 2 and "--trust-code" in err and "os:getcwd" in err

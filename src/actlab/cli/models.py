@@ -144,7 +144,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-batches", type=positive_int, metavar="N", help="fixed validation batches per evaluation (default: 8)")
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="JSON or TOML file of config keys (flat, or [model]/[train] tables); flags override it")
-    g.add_argument("--trust-code", action="store_true", help="allow an import path (pkg.mod:fn) as the activation in --config: importing it runs that module's code (a flag's --act is always allowed)")
+    g.add_argument("--trust-code", action="store_true", help="allow an import path (pkg.mod:fn) as the activation in --config (or in the config.json of the run --resume continues): importing it runs that module's code (a flag's --act is always allowed)")
     g.add_argument("--device", choices=DEVICES, help="where to train (default: auto = cuda if available)")
     g.add_argument("--dtype", choices=DTYPES, help="bfloat16 = autocast on CUDA; CPU always float32 (default: float32)")
     g.add_argument("--compile", nargs="?", const="on", choices=COMPILE_CHOICES, metavar="WHEN", help=f"torch.compile the training forward: ~3-10%% faster steps after 5-25 s of compilation. auto = only runs of {COMPILE_AUTO_STEPS} steps or more, where it pays; on (what a bare --compile means); off (default: auto)")
@@ -198,7 +198,7 @@ def _run_config(args: argparse.Namespace):
         raise ActlabError(f"--resume takes the run's own config; {'--config' if args.config else '--overwrite'} "
                           "does not go with it")
     typed = {key: getattr(args, flag) for flag, key in TRAIN_FLAGS.items() if getattr(args, flag) is not None}
-    return merge(stored_config(Path(args.resume)), typed), args.resume
+    return merge(stored_config(Path(args.resume), trust_code=args.trust_code), typed), args.resume
 
 
 def _check_new_run(out, overwrite: bool) -> None:

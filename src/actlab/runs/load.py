@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from actlab.config import TOKENIZERS, TrainConfig, check_code_trust
+from actlab.config import TOKENIZERS, TrainConfig
 from actlab.data.prepare import training_tokenizer
 from actlab.data.tokenizer import Tokenizer
 from actlab.data.tokenizer_files import HF_FILE, load_tokenizer, tokenizer_path
@@ -25,8 +25,9 @@ from actlab.errors import ActlabError
 from actlab.nn.gpt import GPT
 from actlab.training.checkpoint import SUMMARY, WEIGHTS
 from actlab.training.env import resolve_device
+from actlab.training.state import CONFIG, config_dict
 
-CONFIG, ENV = "config.json", "env.json"
+ENV = "env.json"
 
 
 @dataclass
@@ -83,16 +84,7 @@ def _ending(summary: dict | None) -> str:
 
 def _config(folder: Path, trust_code: bool) -> TrainConfig:
     where = folder / CONFIG
-    if not where.is_file():
-        raise ActlabError(f"{folder} has no {CONFIG}: not a run folder written by actlab train --out")
-    try:
-        raw = json.loads(where.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ActlabError(f"{where} cannot be read as JSON: {err}") from None
-    if not isinstance(raw, dict):
-        raise ActlabError(f"{where}: the top level must be an object")
-    raw.pop("schema_version", None)
-    check_code_trust(raw, str(where), trust_code)
+    raw = config_dict(folder, trust_code)
     given = raw.get("tokenizer")
     if isinstance(given, str) and given not in TOKENIZERS and not os.path.isfile(
             os.path.expanduser(given)) and (folder / HF_FILE).is_file():

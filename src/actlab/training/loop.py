@@ -134,7 +134,8 @@ def _train(cfg: TrainConfig, out: Path | None, data: DataBundle, device: torch.d
             if row.get("val_loss") is not None:
                 val.note(row["val_loss"])
     log.listeners = tuple(_metrics_listener(cb, clock) for cb in callbacks if hasattr(cb, "on_metrics"))
-    save = (lambda steps: save_state(out, step=steps, config_hash=cfg.hash(), model=model,
+    config_hash = cfg.hash()
+    save = (lambda steps: save_state(out, step=steps, config_hash=config_hash, model=model,
                                      optimizer=stepper.optimizer, batcher=stepper.batcher)) if out else None
 
     bar = StepProgress(cfg.steps, enabled=progress, start=first)

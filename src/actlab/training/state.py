@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
-from actlab.config import TrainConfig
+from actlab.config import TrainConfig, check_code_trust
 from actlab.errors import ActlabError
 from actlab.files.atomic import write_bytes
 
 STATE_DIR = "state"
 CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
 STATE_VERSION = 1
 
 
@@ -120,15 +121,31 @@ def resume_point(out: Path | None, cfg: TrainConfig) -> ResumePoint:
     return ResumePoint(state, rows, float(rows[-1].get("time_s") or 0.0) if rows else 0.0)
 
 
-def stored_config(out: Path) -> TrainConfig:
-    """The config.json of the run in `out` (one-line errors)."""
-    path = out / "config.json"
+def config_dict(folder: Path, trust_code: bool = True) -> dict:
+    """The mapping config.json of the run in `folder` holds, without its schema_version (one-line
+    errors). It was read from a file: an activation that is an import path is refused unless
+    `trust_code`, as a --config file's is."""
+    where = Path(folder) / CONFIG
+    if not where.is_file():
+        raise ActlabError(f"{folder} has no {CONFIG}: not a run folder written by actlab train --out")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ActlabError(f"{out}: not a run folder (no config.json)") from None
-    except ValueError as err:
-        raise ActlabError(f"{path}: not a readable config ({err})") from None
+        raw = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ActlabError(f"{where} cannot be read as JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise ActlabError(f"{where}: the top level must be an object")
+    raw.pop("schema_version", None)
+    check_code_trust(raw, str(where), trust_code)
+    return raw
+
+
+def stored_config(out: Path, trust_code: bool = True) -> TrainConfig:
+    """The TrainConfig of the run in `out` (one-line errors; see config_dict)."""
+    raw = config_dict(out, trust_code)
+    try:
+        return TrainConfig.from_dict(raw)
+    except ActlabError as err:
+        raise ActlabError(f"{Path(out) / CONFIG}: {err}") from None
 
 
 def _read_rows(path: Path) -> list[dict]:
